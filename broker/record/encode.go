@@ -1,0 +1,216 @@
+package record
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"math/bits"
+	"sync"
+)
+
+// EncodeOptions control how AppendBatch writes a batch.
+type EncodeOptions struct {
+	// Codec compresses the records; None (the zero value) leaves them
+	// uncompressed.
+	Codec Codec
+	// ProducerID is the idempotent producer id. Zero (the zero value) and
+	// negative values mean no producer: the batch then carries producer
+	// id, producer epoch and base sequence -1, whatever ProducerEpoch and
+	// BaseSequence say. A producer id of 0 therefore cannot be written,
+	// so producer ids must be allocated from 1.
+	ProducerID int64
+	// ProducerEpoch is the producer epoch, used when ProducerID > 0.
+	ProducerEpoch int16
+	// BaseSequence is the sequence number of the first record, used when
+	// ProducerID > 0.
+	BaseSequence int32
+	// LogAppendTime marks the timestamps as the log append time. Readers
+	// then report MaxTimestamp for every record, so set every record's
+	// Timestamp to the append time.
+	LogAppendTime bool
+}
+
+// scratch holds records before they are compressed.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledScratch keeps the pool from pinning the buffers of rare huge
+// batches.
+const maxPooledScratch = 4 << 20
+
+// AppendBatch encodes recs as one RecordBatch v2 appended to dst, and returns
+// the extended slice. It computes the offset and timestamp deltas, the last
+// offset delta, the max timestamp, the record count and the CRC-32C; the
+// partition leader epoch is written as -1.
+//
+// Offsets: if every record's Offset is zero (records built by a producer),
+// the records get consecutive offsets from base offset 0. Otherwise the
+// offsets are taken as given, relative to the first record: the base offset
+// is recs[0].Offset and each offset delta is Offset - recs[0].Offset. They
+// must then be non-negative and strictly increasing, and may have gaps (a
+// filtered view keeps its source's offsets). The broker rewrites the base
+// offset when it appends a batch, so only the deltas matter there.
+//
+// Timestamps: the base timestamp is recs[0].Timestamp and the deltas are
+// relative to it; they may be negative.
+//
+// recs must not be empty; header keys and values, keys and values must each
+// fit in an int32 length. On error dst is returned unchanged (its spare
+// capacity may have been written to).
+func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) {
+	if len(recs) == 0 {
+		return dst, fmt.Errorf("%w: no records", ErrInvalid)
+	}
+	if len(recs) > math.MaxInt32 {
+		return dst, fmt.Errorf("%w: %d records", ErrInvalid, len(recs))
+	}
+	if !opts.Codec.Valid() {
+		return dst, fmt.Errorf("%w: %s", ErrUnsupportedCodec, opts.Codec)
+	}
+
+	sequential := true
+	for i := range recs {
+		if recs[i].Offset != 0 {
+			sequential = false
+			break
+		}
+	}
+	base := recs[0].Offset
+	if base < 0 {
+		return dst, fmt.Errorf("%w: negative offset %d", ErrInvalid, base)
+	}
+	baseTS := recs[0].Timestamp
+	maxTS := baseTS
+	var lastDelta int64
+	for i := range recs {
+		if recs[i].Timestamp > maxTS {
+			maxTS = recs[i].Timestamp
+		}
+		if sequential {
+			lastDelta = int64(i)
+			continue
+		}
+		d := recs[i].Offset - base
+		if i > 0 && d <= lastDelta {
+			return dst, fmt.Errorf("%w: offset %d of record %d does not follow %d", ErrInvalid, recs[i].Offset, i, base+lastDelta)
+		}
+		if d > math.MaxInt32 || d < 0 {
+			return dst, fmt.Errorf("%w: offset %d of record %d is too far from base offset %d", ErrInvalid, recs[i].Offset, i, base)
+		}
+		lastDelta = d
+	}
+
+	start := len(dst)
+	out := append(dst, make([]byte, HeaderSize)...)
+	var err error
+	if opts.Codec == None {
+		if out, err = appendRecords(out, recs, base, baseTS, sequential); err != nil {
+			return dst, err
+		}
+	} else {
+		sp := scratch.Get().(*[]byte)
+		var raw []byte
+		raw, err = appendRecords((*sp)[:0], recs, base, baseTS, sequential)
+		if err == nil {
+			out, err = compress(out, opts.Codec, raw)
+		}
+		if cap(raw) <= maxPooledScratch {
+			*sp = raw[:0]
+			scratch.Put(sp)
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+
+	size := len(out) - start
+	if size-LengthFieldEnd > math.MaxInt32 {
+		return dst, fmt.Errorf("%w: batch of %d bytes", ErrInvalid, size)
+	}
+	attrs := int16(opts.Codec)
+	if opts.LogAppendTime {
+		attrs |= AttrLogAppendTime
+	}
+	pid, epoch, seq := int64(-1), int16(-1), int32(-1)
+	if opts.ProducerID > 0 {
+		pid, epoch, seq = opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence
+	}
+	h := out[start : start+HeaderSize]
+	be := binary.BigEndian
+	be.PutUint64(h[offBaseOffset:], uint64(base))
+	be.PutUint32(h[offBatchLength:], uint32(size-LengthFieldEnd))
+	be.PutUint32(h[offLeaderEpoch:], math.MaxUint32) // -1
+	h[offMagic] = Magic
+	be.PutUint16(h[offAttributes:], uint16(attrs))
+	be.PutUint32(h[offLastOffsetDelta:], uint32(lastDelta))
+	be.PutUint64(h[offBaseTimestamp:], uint64(baseTS))
+	be.PutUint64(h[offMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(h[offProducerID:], uint64(pid))
+	be.PutUint16(h[offProducerEpoch:], uint16(epoch))
+	be.PutUint32(h[offBaseSequence:], uint32(seq))
+	be.PutUint32(h[offRecordCount:], uint32(len(recs)))
+	be.PutUint32(h[offCRC:], crc32.Checksum(out[start+offAttributes:], castagnoli))
+	return out, nil
+}
+
+// varintSize is the size of v zigzag varint encoded.
+func varintSize(v int64) int {
+	u := uint64(v<<1) ^ uint64(v>>63)
+	return (bits.Len64(u|1) + 6) / 7
+}
+
+// bytesSize is the encoded size of a nullable length-prefixed byte string.
+func bytesSize(b []byte) int {
+	if b == nil {
+		return 1 // -1
+	}
+	return varintSize(int64(len(b))) + len(b)
+}
+
+func appendBytes(dst, b []byte) []byte {
+	if b == nil {
+		return append(dst, 1) // zigzag(-1)
+	}
+	dst = binary.AppendVarint(dst, int64(len(b)))
+	return append(dst, b...)
+}
+
+func appendRecords(dst []byte, recs []Record, base, baseTS int64, sequential bool) ([]byte, error) {
+	for i := range recs {
+		r := &recs[i]
+		if len(r.Key) > math.MaxInt32 || len(r.Value) > math.MaxInt32 || len(r.Headers) > math.MaxInt32 {
+			return nil, fmt.Errorf("%w: record %d has a field too large", ErrInvalid, i)
+		}
+		offDelta := int64(i)
+		if !sequential {
+			offDelta = r.Offset - base
+		}
+		tsDelta := r.Timestamp - baseTS
+		body := 1 + varintSize(tsDelta) + varintSize(offDelta) +
+			bytesSize(r.Key) + bytesSize(r.Value) + varintSize(int64(len(r.Headers)))
+		for j := range r.Headers {
+			h := &r.Headers[j]
+			if len(h.Key) > math.MaxInt32 || len(h.Value) > math.MaxInt32 {
+				return nil, fmt.Errorf("%w: record %d header %d is too large", ErrInvalid, i, j)
+			}
+			body += varintSize(int64(len(h.Key))) + len(h.Key) + bytesSize(h.Value)
+		}
+		if body > math.MaxInt32 {
+			return nil, fmt.Errorf("%w: record %d is %d bytes", ErrInvalid, i, body)
+		}
+		dst = binary.AppendVarint(dst, int64(body))
+		dst = append(dst, 0) // record attributes
+		dst = binary.AppendVarint(dst, tsDelta)
+		dst = binary.AppendVarint(dst, offDelta)
+		dst = appendBytes(dst, r.Key)
+		dst = appendBytes(dst, r.Value)
+		dst = binary.AppendVarint(dst, int64(len(r.Headers)))
+		for j := range r.Headers {
+			h := &r.Headers[j]
+			dst = binary.AppendVarint(dst, int64(len(h.Key)))
+			dst = append(dst, h.Key...)
+			dst = appendBytes(dst, h.Value)
+		}
+	}
+	return dst, nil
+}

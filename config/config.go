@@ -1,0 +1,197 @@
+// Package config reads samsa's broker.toml. Every key has a default; an
+// unknown key or a bad value is an error that names the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole broker configuration.
+type Config struct {
+	DataDir   string `toml:"data_dir"`
+	NodeID    int32  `toml:"node_id"`
+	ClusterID string `toml:"cluster_id"`
+	LogLevel  string `toml:"log_level"`
+	LogFormat string `toml:"log_format"`
+	Kafka     Kafka  `toml:"kafka"`
+	HTTP      HTTP   `toml:"http"`
+	Topics    Topics `toml:"topics"`
+	Log       Log    `toml:"log"`
+}
+
+// Kafka configures the Kafka protocol listener.
+type Kafka struct {
+	Addr           string `toml:"addr"`
+	AdvertisedAddr string `toml:"advertised_addr"`
+	MaxFrameBytes  int32  `toml:"max_frame_bytes"`
+}
+
+// HTTP configures the HTTP listener (health, metrics, later the admin API).
+type HTTP struct {
+	Addr string `toml:"addr"`
+}
+
+// Topics configures topic creation.
+type Topics struct {
+	AutoCreate        bool  `toml:"auto_create"`
+	DefaultPartitions int32 `toml:"default_partitions"`
+	MaxMessageBytes   int32 `toml:"max_message_bytes"`
+}
+
+// Log configures the commit log: the defaults of every topic and the
+// broker-wide disk guard.
+type Log struct {
+	SegmentBytes       int64  `toml:"segment_bytes"`
+	SegmentMs          int64  `toml:"segment_ms"`
+	RetentionMs        int64  `toml:"retention_ms"`
+	RetentionBytes     int64  `toml:"retention_bytes"`
+	RetentionCheckMs   int64  `toml:"retention_check_ms"`
+	MaxDiskBytes       int64  `toml:"max_disk_bytes"`
+	Flush              string `toml:"flush"`
+	FlushMs            int64  `toml:"flush_ms"`
+	IndexIntervalBytes int    `toml:"index_interval_bytes"`
+}
+
+// Default is the configuration with nothing set; it matches broker.toml.
+func Default() Config {
+	return Config{
+		DataDir:   "./data",
+		NodeID:    1,
+		LogLevel:  "info",
+		LogFormat: "text",
+		Kafka:     Kafka{Addr: "127.0.0.1:9092", MaxFrameBytes: 100 << 20},
+		HTTP:      HTTP{Addr: "127.0.0.1:8080"},
+		Topics:    Topics{AutoCreate: true, DefaultPartitions: 1, MaxMessageBytes: 1048588},
+		Log: Log{
+			SegmentBytes:       1 << 30,
+			SegmentMs:          604800000,
+			RetentionMs:        604800000,
+			RetentionBytes:     -1,
+			RetentionCheckMs:   60000,
+			MaxDiskBytes:       0,
+			Flush:              "always",
+			FlushMs:            1000,
+			IndexIntervalBytes: 4096,
+		},
+	}
+}
+
+// Load reads the file at path over the defaults. A missing file is an error
+// only when mustExist is true (an explicit --config).
+func Load(path string, mustExist bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !mustExist:
+		return cfg, cfg.Validate()
+	case err != nil:
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse reads a TOML document over the defaults. name is used in errors.
+func Parse(data []byte, name string) (Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return cfg, fmt.Errorf("%s: %s", name, strings.TrimSpace(perr.ErrorWithPosition()))
+		}
+		return cfg, fmt.Errorf("%s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("%s: unknown key %s", name, strings.Join(keys, ", "))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every value and names the first bad key.
+func (c Config) Validate() error {
+	bad := func(key string, v any, want string) error {
+		return fmt.Errorf("bad value for %s: %v (%s)", key, v, want)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", `""`, "a directory is required")
+	}
+	if c.NodeID < 0 {
+		return bad("node_id", c.NodeID, "want >= 0")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log_level", c.LogLevel, "want debug, info, warn or error")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return bad("log_format", c.LogFormat, "want text or json")
+	}
+	if err := checkAddr(c.Kafka.Addr); err != nil {
+		return bad("kafka.addr", c.Kafka.Addr, err.Error())
+	}
+	if c.Kafka.AdvertisedAddr != "" {
+		if err := checkAddr(c.Kafka.AdvertisedAddr); err != nil {
+			return bad("kafka.advertised_addr", c.Kafka.AdvertisedAddr, err.Error())
+		}
+	}
+	if c.Kafka.MaxFrameBytes < 1024 {
+		return bad("kafka.max_frame_bytes", c.Kafka.MaxFrameBytes, "want >= 1024")
+	}
+	if err := checkAddr(c.HTTP.Addr); err != nil {
+		return bad("http.addr", c.HTTP.Addr, err.Error())
+	}
+	if c.Topics.DefaultPartitions < 1 {
+		return bad("topics.default_partitions", c.Topics.DefaultPartitions, "want >= 1")
+	}
+	if c.Topics.MaxMessageBytes < 64 {
+		return bad("topics.max_message_bytes", c.Topics.MaxMessageBytes, "want >= 64")
+	}
+	if c.Topics.MaxMessageBytes > c.Kafka.MaxFrameBytes {
+		return bad("topics.max_message_bytes", c.Topics.MaxMessageBytes, "want <= kafka.max_frame_bytes")
+	}
+	l := c.Log
+	switch {
+	case l.SegmentBytes < 1024:
+		return bad("log.segment_bytes", l.SegmentBytes, "want >= 1024")
+	case l.SegmentMs < 1:
+		return bad("log.segment_ms", l.SegmentMs, "want >= 1")
+	case l.RetentionMs < -1 || l.RetentionMs == 0:
+		return bad("log.retention_ms", l.RetentionMs, "want -1 (forever) or > 0")
+	case l.RetentionBytes < -1 || l.RetentionBytes == 0:
+		return bad("log.retention_bytes", l.RetentionBytes, "want -1 (unlimited) or > 0")
+	case l.RetentionCheckMs < 10:
+		return bad("log.retention_check_ms", l.RetentionCheckMs, "want >= 10")
+	case l.MaxDiskBytes < 0:
+		return bad("log.max_disk_bytes", l.MaxDiskBytes, "want 0 (unlimited) or > 0")
+	case l.Flush != "always" && l.Flush != "interval" && l.Flush != "os":
+		return bad("log.flush", l.Flush, "want always, interval or os")
+	case l.FlushMs < 1:
+		return bad("log.flush_ms", l.FlushMs, "want >= 1")
+	case l.IndexIntervalBytes < 64:
+		return bad("log.index_interval_bytes", l.IndexIntervalBytes, "want >= 64")
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return errors.New("want HOST:PORT")
+	}
+	return nil
+}
