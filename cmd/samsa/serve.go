@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/samsa-broker/samsa/broker"
+	"github.com/samsa-broker/samsa/config"
+	samsahttp "github.com/samsa-broker/samsa/transports/http"
+	"github.com/samsa-broker/samsa/transports/kafka"
+)
+
+func runServe(ctx context.Context, env *cliEnv, args []string) error {
+	start := time.Now()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	configPath := fs.String("config", "", "config file (default ./broker.toml when it exists)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	kafkaAddr := fs.String("kafka-addr", "", "Kafka listener HOST:PORT (overrides kafka.addr; default 127.0.0.1:9092)")
+	httpAddr := fs.String("http-addr", "", "HTTP listener HOST:PORT (overrides http.addr; default 127.0.0.1:8080)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	path, mustExist := *configPath, true
+	if path == "" {
+		path, mustExist = "broker.toml", false
+	}
+	cfg, err := config.Load(path, mustExist)
+	if err != nil {
+		return err
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *kafkaAddr != "" {
+		cfg.Kafka.Addr = *kafkaAddr
+	}
+	if *httpAddr != "" {
+		cfg.HTTP.Addr = *httpAddr
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger := newLogger(env.stderr, cfg)
+
+	defaults := broker.DefaultTopicConfig()
+	defaults.RetentionMs = cfg.Log.RetentionMs
+	defaults.RetentionBytes = cfg.Log.RetentionBytes
+	defaults.SegmentBytes = cfg.Log.SegmentBytes
+	defaults.SegmentMs = cfg.Log.SegmentMs
+	defaults.Flush = broker.FlushPolicy(cfg.Log.Flush)
+	defaults.FlushMs = cfg.Log.FlushMs
+	defaults.MaxMessageBytes = cfg.Topics.MaxMessageBytes
+	b, err := broker.Open(broker.Options{
+		DataDir:                cfg.DataDir,
+		NodeID:                 cfg.NodeID,
+		ClusterID:              cfg.ClusterID,
+		AutoCreateTopics:       cfg.Topics.AutoCreate,
+		DefaultPartitions:      cfg.Topics.DefaultPartitions,
+		Defaults:               defaults,
+		IndexIntervalBytes:     cfg.Log.IndexIntervalBytes,
+		MaxDiskBytes:           cfg.Log.MaxDiskBytes,
+		RetentionCheckInterval: time.Duration(cfg.Log.RetentionCheckMs) * time.Millisecond,
+		Logger:                 logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open broker: %w", err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			logger.Error("close broker", "err", err)
+		} else {
+			logger.Info("stopped cleanly", "data_dir", cfg.DataDir)
+		}
+	}()
+
+	kln, err := net.Listen("tcp", cfg.Kafka.Addr)
+	if err != nil {
+		return fmt.Errorf("kafka listener: %w", err)
+	}
+	hln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		kln.Close()
+		return fmt.Errorf("http listener: %w", err)
+	}
+	advHost, advPort, err := advertised(cfg.Kafka.AdvertisedAddr, kln.Addr().String())
+	if err != nil {
+		kln.Close()
+		hln.Close()
+		return err
+	}
+	ks := kafka.NewServer(b, kafka.Options{
+		AdvertisedHost: advHost,
+		AdvertisedPort: advPort,
+		MaxFrameBytes:  cfg.Kafka.MaxFrameBytes,
+		Logger:         logger.With("listener", "kafka"),
+	})
+	hs := &nethttp.Server{Handler: samsahttp.Handler(b, logger), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	srvCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- ks.Serve(srvCtx, kln) }()
+	go func() {
+		if err := hs.Serve(hln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	logger.Info("serving",
+		"kafka", kln.Addr().String(),
+		"http", hln.Addr().String(),
+		"advertised", net.JoinHostPort(advHost, strconv.Itoa(int(advPort))),
+		"data_dir", cfg.DataDir,
+		"topics", len(b.Topics()),
+		"startup", time.Since(start).Round(time.Microsecond).String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case serveErr = <-errc:
+		logger.Error("listener failed", "err", serveErr)
+	}
+	cancel()
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer shutCancel()
+	_ = hs.Shutdown(shutCtx)
+	if err := ks.Close(); err != nil {
+		logger.Warn("close kafka listener", "err", err)
+	}
+	return serveErr
+}
+
+func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// advertised decides the address Metadata gives clients: the configured one,
+// else the listener's, with an unspecified host (0.0.0.0) replaced by the
+// machine's host name.
+func advertised(configured, listening string) (string, int32, error) {
+	addr := configured
+	if addr == "" {
+		addr = listening
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("advertised address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("advertised address %q: bad port", addr)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", 0, fmt.Errorf("advertised address: %w", err)
+		}
+		host = h
+	}
+	return host, int32(port), nil
+}
