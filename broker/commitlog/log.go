@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -371,7 +372,12 @@ func (l *Log) loadSegment(base int64, last, clean bool, limit int64) (*segment, 
 		t0 := time.Now()
 		res := s.walk(newReader(f, size, recoverWindow), 0, base, limit, true, interval)
 		if res.validEnd < size {
-			l.logger.Warn("commitlog: truncating torn or invalid tail",
+			msg, level := "commitlog: truncating torn or invalid tail", slog.LevelWarn
+			if zeroHeader(f, res.validEnd, size) {
+				// Most likely the space preallocated past the last write.
+				msg, level = "commitlog: truncating preallocated or zeroed tail", slog.LevelInfo
+			}
+			l.logger.Log(context.Background(), level, msg,
 				"segment", segmentName(base), "valid_bytes", res.validEnd,
 				"truncated_bytes", size-res.validEnd, "next_offset", s.next, "reason", res.err)
 			if err := f.Truncate(res.validEnd); err != nil {
@@ -404,6 +410,21 @@ func (l *Log) loadSegment(base int64, last, clean bool, limit int64) (*segment, 
 		}
 	}
 	return s, truncated, nil
+}
+
+// zeroHeader reports whether the bytes at pos (up to a batch header's worth)
+// are all zeros.
+func zeroHeader(f vfs.File, pos, size int64) bool {
+	b := make([]byte, min(int64(HeaderSize), size-pos))
+	if _, err := f.ReadAt(b, pos); err != nil {
+		return false
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // writeIndexFiles writes and fsyncs the index files of s.
@@ -531,8 +552,10 @@ func (l *Log) Append(batches []byte) (base, next int64, err error) {
 		pos += int(hs[i].Length)
 	}
 	pos0 := s.size
+	l.preallocate(s, pos0+int64(len(batches)))
 	if n, err := s.f.WriteAt(batches, pos0); err != nil {
-		if n > 0 {
+		if n > 0 || s.alloc > pos0 {
+			s.alloc = 0
 			if terr := s.f.Truncate(pos0); terr != nil {
 				// Appends overwrite from pos0 and recovery truncates
 				// whatever is left, so the log stays consistent.
@@ -558,10 +581,50 @@ func (l *Log) Append(batches []byte) (base, next int64, err error) {
 	return base, off, nil
 }
 
+// preallocChunk is how far ahead of the writes a segment's space is reserved.
+const preallocChunk = 16 << 20
+
+// preallocate reserves space in the active segment up to at least end, a
+// chunk at a time, so that appends land in allocated space and an fdatasync
+// has no file size to flush (on ext4 it is then several times faster).
+// Without support, or on error, appends simply extend the file.
+func (l *Log) preallocate(s *segment, end int64) {
+	if end <= s.alloc {
+		return
+	}
+	want := end + preallocChunk
+	if lim := l.opts.SegmentBytes; want > lim {
+		want = max(lim, end)
+	}
+	if err := vfs.Preallocate(s.f, want); err != nil {
+		if !errors.Is(err, vfs.ErrPreallocateUnsupported) {
+			l.logger.Debug("commitlog: preallocation failed; appending without it", "err", err)
+		}
+		return
+	}
+	s.alloc = want
+}
+
+// trimPreallocated cuts a segment file back to its records, dropping the
+// preallocated zeros past them.
+func trimPreallocated(s *segment) error {
+	if s.alloc <= s.size {
+		return nil
+	}
+	if err := s.f.Truncate(s.size); err != nil {
+		return err
+	}
+	s.alloc = 0
+	return nil
+}
+
 // roll seals the active segment (fsyncing it and writing its index files)
 // and starts a new one at the log end offset. The caller holds appendMu.
 func (l *Log) roll() error {
 	old := l.segs[len(l.segs)-1]
+	if err := trimPreallocated(old); err != nil {
+		return l.fail(fmt.Errorf("trim sealed segment %s: %w", segmentName(old.base), err))
+	}
 	if err := old.f.Sync(); err != nil {
 		return l.fail(fmt.Errorf("fsync of sealed segment %s: %w", segmentName(old.base), err))
 	}
@@ -873,7 +936,17 @@ func (l *Log) close(clean bool) error {
 	}
 	var err error
 	if clean && failed == nil {
-		if _, err = l.syncLocked(); err == nil {
+		active := l.segs[len(l.segs)-1]
+		trimmed := active.alloc > active.size
+		err = trimPreallocated(active)
+		if err == nil && trimmed {
+			// The trim changed the file size: make it durable too.
+			err = active.f.Sync()
+		}
+		if err == nil {
+			_, err = l.syncLocked()
+		}
+		if err == nil {
 			err = l.writeIndexFiles(l.segs[len(l.segs)-1])
 		}
 		if err == nil {

@@ -355,7 +355,12 @@ func TestRecoveryOS(t *testing.T) {
 			if len(inActive) < 6 {
 				t.Fatalf("only %d batches in the active segment", len(inActive))
 			}
-			good := fileSize(t, path)
+			// The file may run past the records into preallocated zeros;
+			// cut it to the records so each case damages what it says.
+			good := act.size
+			if err := os.Truncate(path, good); err != nil {
+				t.Fatal(err)
+			}
 			keep := tt.corrupt(t, path, inActive, good)
 			kept := want[:len(want)-len(inActive)+keep]
 			var wantSize int64
@@ -918,5 +923,48 @@ func TestDelete(t *testing.T) {
 	}
 	if _, _, err := l.Append(makeSimpleBatch(1, 1, 1, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after delete: %v", err)
+	}
+}
+
+// Appends land in preallocated space; a clean close trims the file to its
+// records, and an unclean stop leaves zeros that recovery cuts off.
+func TestPreallocation(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, vfs.OS(), dir, Options{})
+			var want []stored
+			var size int64
+			for i := range 20 {
+				b := makeSimpleBatch(3, 100, int64(i), byte(i))
+				base, next := appendT(t, l, b)
+				want = append(want, stored{base, next, b})
+				size += int64(len(b))
+			}
+			if _, err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			path := l.segPath(0, logSuffix)
+			if got := fileSize(t, path); got <= size {
+				t.Fatalf("file is %d bytes for %d bytes of records: nothing was preallocated", got, size)
+			}
+			if clean {
+				if err := l.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if got := fileSize(t, path); got != size {
+					t.Fatalf("after Close the file is %d bytes, want the %d bytes of records", got, size)
+				}
+			}
+			l2 := openT(t, vfs.OS(), dir, Options{})
+			defer l2.Close()
+			if got := fileSize(t, path); got != size {
+				t.Fatalf("after reopen the file is %d bytes, want %d", got, size)
+			}
+			checkContents(t, l2, want)
+			if base, _ := appendT(t, l2, makeSimpleBatch(1, 10, 0, 'x')); base != want[len(want)-1].next {
+				t.Fatalf("next append at %d, want %d", base, want[len(want)-1].next)
+			}
+		})
 	}
 }

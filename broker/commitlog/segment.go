@@ -48,6 +48,9 @@ type segment struct {
 	tindex          []timeEntry
 	bytesSinceIndex int
 	rollTime        time.Time // when the first batch was appended (zero if empty)
+	// alloc is the file's size when space past size is preallocated (the
+	// active segment only); the bytes in [size, alloc) are zeros.
+	alloc int64
 
 	refMu   sync.Mutex
 	refs    int

@@ -25,10 +25,11 @@ const (
 	OpSync                    // File.Sync, of files and of directories
 	OpTruncate                // File.Truncate
 	OpClose                   // File.Close
+	OpPreallocate             // File.Preallocate
 )
 
 var opNames = [...]string{"create", "open", "open-rw", "open-dir", "remove", "remove-all", "rename",
-	"mkdir-all", "list", "stat", "read", "write", "sync", "truncate", "close"}
+	"mkdir-all", "list", "stat", "read", "write", "sync", "truncate", "close", "preallocate"}
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -214,6 +215,14 @@ func (f *errorFile) Truncate(size int64) error {
 		return err
 	}
 	return f.File.Truncate(size)
+}
+
+// Preallocate reserves space when the wrapped file can.
+func (f *errorFile) Preallocate(size int64) error {
+	if err := f.fs.inject(OpPreallocate, f.name); err != nil {
+		return err
+	}
+	return Preallocate(f.File, size)
 }
 
 func (f *errorFile) Stat() (os.FileInfo, error) {

@@ -490,3 +490,18 @@ func (f *memFile) Truncate(size int64) error {
 	f.n.modTime = time.Now()
 	return nil
 }
+
+// Preallocate extends the file with zeros up to size, like fallocate(2):
+// the new bytes are not durable until the next Sync.
+func (f *memFile) Preallocate(size int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check("preallocate", true); err != nil {
+		return err
+	}
+	if size > int64(len(f.n.data)) {
+		f.n.data = growTo(f.n.data, size)
+		f.n.modTime = time.Now()
+	}
+	return nil
+}

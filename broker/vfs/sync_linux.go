@@ -30,3 +30,26 @@ func datasync(f *os.File) error {
 	}
 	return nil
 }
+
+// Preallocate reserves disk space with fallocate(2), extending the file.
+func (f osFile) Preallocate(size int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = syscall.Fallocate(int(fd), 0, 0, size)
+			if serr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: serr}
+	}
+	return nil
+}

@@ -5,6 +5,7 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sort"
@@ -25,6 +26,29 @@ type File interface {
 	Sync() error
 	// Truncate changes the size of the file.
 	Truncate(size int64) error
+}
+
+// ErrPreallocateUnsupported is returned by Preallocate for files that cannot
+// reserve space ahead of writes.
+var ErrPreallocateUnsupported = errors.New("vfs: preallocation not supported")
+
+// Preallocator is implemented by files that can reserve space ahead of
+// writes (fallocate(2) on Linux).
+type Preallocator interface {
+	// Preallocate makes the file at least size bytes long, with the new
+	// bytes reading as zeros, reserving the disk space for them.
+	Preallocate(size int64) error
+}
+
+// Preallocate reserves space for f up to size bytes when f supports it, and
+// returns ErrPreallocateUnsupported otherwise. Writes into preallocated space
+// do not change the file's size, so fdatasync after them has no size
+// metadata to flush, which makes it several times faster on ext4 and xfs.
+func Preallocate(f File, size int64) error {
+	if p, ok := f.(Preallocator); ok {
+		return p.Preallocate(size)
+	}
+	return ErrPreallocateUnsupported
 }
 
 // FS is a filesystem.
