@@ -76,6 +76,8 @@ type Broker struct {
 
 	producers *producerIDs
 	diskMu    sync.Mutex
+	// bufs recycles fetch read buffers (*[]byte).
+	bufs sync.Pool
 
 	ctx    context.Context
 	cancel context.CancelFunc

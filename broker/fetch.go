@@ -113,15 +113,18 @@ func (b *Broker) readAll(req FetchRequest, parts []*partition, results []FetchRe
 			if limit <= 0 {
 				limit = 1
 			}
-			data, err := p.log.Read(fp.Offset, limit, hwm)
+			data, err := p.log.ReadAppend(b.readBuf(results[i].Records), fp.Offset, limit, hwm)
 			switch {
 			case errors.Is(err, commitlog.ErrOffsetOutOfRange):
 				r.Err = fmt.Errorf("%w: offset %d of %s-%d is outside [%d, %d]", ErrOffsetOutOfRange, fp.Offset, fp.Topic, fp.Partition, r.LogStartOffset, hwm)
 			case err != nil:
 				r.Err = storageError(err)
-			default:
+			}
+			if len(data) > 0 {
 				r.Records = data
 				total += len(data)
+			} else {
+				b.recycle(data)
 			}
 		}
 		if r.Err != nil {
@@ -130,4 +133,38 @@ func (b *Broker) readAll(req FetchRequest, parts []*partition, results []FetchRe
 		results[i] = r
 	}
 	return total, errs
+}
+
+// readBuf returns an empty buffer for a partition's records: the one a
+// previous read of the same fetch filled (a long poll reads again), or one
+// from the pool.
+func (b *Broker) readBuf(prev []byte) []byte {
+	if prev != nil {
+		return prev[:0]
+	}
+	if p, ok := b.bufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func (b *Broker) recycle(buf []byte) {
+	if cap(buf) == 0 || cap(buf) > maxPooledReadBuf {
+		return
+	}
+	buf = buf[:0]
+	b.bufs.Put(&buf)
+}
+
+// maxPooledReadBuf keeps rare huge reads from pinning memory in the pool.
+const maxPooledReadBuf = 16 << 20
+
+// ReleaseFetch hands the record buffers of results back for reuse. Call it
+// once the records have been copied out (encoded into a response); the
+// results' Records must not be used afterwards.
+func (b *Broker) ReleaseFetch(results []FetchResult) {
+	for i := range results {
+		b.recycle(results[i].Records)
+		results[i].Records = nil
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -754,20 +755,31 @@ func (l *Log) outOfRange(offset, start, end int64) error {
 // end, and ErrOffsetOutOfRange when offset is below the start offset or
 // above the end offset. A read never crosses a segment boundary.
 func (l *Log) Read(offset int64, maxBytes int, limit int64) ([]byte, error) {
+	b, err := l.ReadAppend(nil, offset, maxBytes, limit)
+	if len(b) == 0 {
+		b = nil
+	}
+	return b, err
+}
+
+// ReadAppend is Read that appends the batches to dst (reusing its spare
+// capacity) and returns the extended slice, so that callers can recycle
+// read buffers.
+func (l *Log) ReadAppend(dst []byte, offset int64, maxBytes int, limit int64) ([]byte, error) {
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return nil, ErrClosed
+		return dst, ErrClosed
 	}
 	start, end := l.start, l.end
 	if offset < start || offset > end {
 		l.mu.RUnlock()
-		return nil, l.outOfRange(offset, start, end)
+		return dst, l.outOfRange(offset, start, end)
 	}
 	limit = min(limit, end)
 	if offset >= limit {
 		l.mu.RUnlock()
-		return nil, nil
+		return dst, nil
 	}
 	var v view
 	found := false
@@ -782,7 +794,7 @@ func (l *Log) Read(offset int64, maxBytes int, limit int64) ([]byte, error) {
 	}
 	l.mu.RUnlock()
 	if !found {
-		return nil, nil
+		return dst, nil
 	}
 	defer v.s.release()
 	pos := v.s.lookup(v.index, offset)
@@ -790,11 +802,11 @@ func (l *Log) Read(offset int64, maxBytes int, limit int64) ([]byte, error) {
 	var h BatchHeader
 	for {
 		if pos >= v.size {
-			return nil, nil
+			return dst, nil
 		}
 		var err error
 		if h, err = r.header(pos); err != nil {
-			return nil, fmt.Errorf("commitlog: read offset %d in %s at byte %d: %w", offset, segmentName(v.s.base), pos, err)
+			return dst, fmt.Errorf("commitlog: read offset %d in %s at byte %d: %w", offset, segmentName(v.s.base), pos, err)
 		}
 		if h.LastOffset() >= offset {
 			break
@@ -802,15 +814,18 @@ func (l *Log) Read(offset int64, maxBytes int, limit int64) ([]byte, error) {
 		pos += int64(h.Length)
 	}
 	if h.BaseOffset >= limit {
-		return nil, nil
+		return dst, nil
 	}
 	want := min(max(int64(maxBytes), int64(h.Length)), v.size-pos)
-	buf := make([]byte, want)
+	at := len(dst)
+	dst = slices.Grow(dst, int(want))[:at+int(want)]
+	buf := dst[at:]
 	if n, err := v.s.f.ReadAt(buf, pos); n < len(buf) {
+		dst = dst[:at]
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("commitlog: read %s at byte %d: %w", segmentName(v.s.base), pos, err)
+		return dst, fmt.Errorf("commitlog: read %s at byte %d: %w", segmentName(v.s.base), pos, err)
 	}
 	n := 0
 	for n+lengthPrefix <= len(buf) {
@@ -821,7 +836,7 @@ func (l *Log) Read(offset int64, maxBytes int, limit int64) ([]byte, error) {
 		}
 		n += bl
 	}
-	return buf[:n:n], nil
+	return dst[:at+n], nil
 }
 
 // OffsetForTime returns the first batch whose MaxTimestamp is >= ts among

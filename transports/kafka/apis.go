@@ -18,6 +18,9 @@ const apiVersionsKey = 18
 type reply struct {
 	resp  kmsg.Response
 	later func(ctx context.Context) kmsg.Response
+	// encoded, if set, runs once the response is encoded (to recycle
+	// buffers the response pointed into).
+	encoded func()
 }
 
 // handlerFunc answers one decoded request. It runs on the connection's read

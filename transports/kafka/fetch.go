@@ -66,8 +66,9 @@ func handleFetch(c *conn, kreq kmsg.Request) reply {
 	if len(freq.Partitions) == 0 {
 		return reply{resp: resp}
 	}
+	var results []broker.FetchResult
 	return reply{later: func(ctx context.Context) kmsg.Response {
-		results := c.s.b.Fetch(ctx, freq)
+		results = c.s.b.Fetch(ctx, freq)
 		for i, res := range results {
 			sp := &resp.Topics[slots[i].t].Partitions[slots[i].p]
 			sp.HighWatermark = res.HighWatermark
@@ -84,5 +85,5 @@ func handleFetch(c *conn, kreq kmsg.Request) reply {
 			}
 		}
 		return resp
-	}}
+	}, encoded: func() { c.s.b.ReleaseFetch(results) }}
 }

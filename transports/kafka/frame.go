@@ -151,7 +151,7 @@ func keyName(key int16) string {
 // encodeResponse frames a response: size, correlation id, the empty tag
 // section of flexible response headers (never for ApiVersions), body.
 func encodeResponse(correlationID int32, resp kmsg.Response) []byte {
-	buf := make([]byte, 8, 256)
+	buf := make([]byte, 8, 256+recordBytes(resp))
 	binary.BigEndian.PutUint32(buf[4:], uint32(correlationID))
 	if resp.IsFlexible() && resp.Key() != apiVersionsKey {
 		buf = append(buf, 0)
@@ -159,6 +159,22 @@ func encodeResponse(correlationID int32, resp kmsg.Response) []byte {
 	buf = resp.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	return buf
+}
+
+// recordBytes is how many bytes of record batches a response carries, so
+// that the encoding buffer is sized once and the batches are copied once.
+func recordBytes(resp kmsg.Response) int {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for i := range fr.Topics {
+		for j := range fr.Topics[i].Partitions {
+			n += len(fr.Topics[i].Partitions[j].RecordBatches) + 64
+		}
+	}
+	return n
 }
 
 // errorResponse returns the response of kreq's key at the request's version
@@ -253,6 +269,9 @@ func (c *conn) handleFrame(frame []byte) error {
 			defer c.async.Done()
 			if resp := rep.later(c.ctx); resp != nil {
 				f.frame = encodeResponse(h.correlationID, resp)
+			}
+			if rep.encoded != nil {
+				rep.encoded()
 			}
 			close(f.done)
 		}()

@@ -285,6 +285,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() error {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
+	var spare []byte
 	for {
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -299,7 +300,8 @@ func (c *conn) readLoop() error {
 		if size < 0 || size > c.s.opts.MaxFrameBytes {
 			return protoErrorf("frame of %d bytes is outside [0, %d] (max_frame_bytes)", size, c.s.opts.MaxFrameBytes)
 		}
-		frame, err := readFrame(br, int(size))
+		frame, err := readFrame(br, int(size), spare)
+		spare = nil
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return protoErrorf("truncated frame: wanted %d bytes, got %d", size, len(frame))
@@ -309,14 +311,23 @@ func (c *conn) readLoop() error {
 		if err := c.handleFrame(frame); err != nil {
 			return err
 		}
+		if len(frame) >= 2 && int16(binary.BigEndian.Uint16(frame)) == produceKey {
+			// Produce appends its records before handleFrame returns and
+			// keeps no reference to the frame: reuse it for the next one.
+			spare = frame
+		}
 	}
 }
 
 // readFrame reads size bytes, growing the buffer as data arrives so that a
 // client announcing a huge frame and sending nothing costs little memory.
-func readFrame(r io.Reader, size int) ([]byte, error) {
+// spare, if large enough, is used instead of a new buffer.
+func readFrame(r io.Reader, size int, spare []byte) ([]byte, error) {
 	const chunk = 1 << 20
-	buf := make([]byte, 0, min(size, chunk))
+	buf := spare[:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, min(size, chunk))
+	}
 	for len(buf) < size {
 		want := min(size-len(buf), chunk)
 		if cap(buf)-len(buf) < want {
