@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/samsa-broker/samsa/broker/commitlog"
+	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/samsa-broker/samsa/broker/vfs"
 )
 
@@ -46,6 +47,9 @@ type Options struct {
 	MaxDiskBytes int64
 	// RetentionCheckInterval is how often retention and the disk guard run.
 	RetentionCheckInterval time.Duration
+	// Groups configures the consumer group coordinator; its FS, Dir,
+	// Logger, Syncer and CheckPartition are set by the broker.
+	Groups group.Options
 	// Now is the clock; nil is time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -69,6 +73,7 @@ type Broker struct {
 	logger *slog.Logger
 	syncer *commitlog.Syncer
 	meta   *metaStore
+	groups *group.Coordinator
 
 	mu     sync.RWMutex
 	topics map[string]*topic
@@ -176,11 +181,34 @@ func Open(opts Options) (*Broker, error) {
 		b.topics[t.name] = t
 		b.byID[t.id] = t
 	}
+	gopts := opts.Groups
+	gopts.FS, gopts.Dir, gopts.Logger, gopts.Syncer = b.fs, path.Join(opts.DataDir, groupsDir), b.logger, b.syncer
+	gopts.CheckPartition = func(topic string, partition int32) error {
+		if _, _, err := b.partition(topic, partition); err != nil {
+			return fmt.Errorf("%w: %v", group.ErrUnknownTopic, err)
+		}
+		return nil
+	}
+	if gopts.Now == nil {
+		gopts.Now = opts.Now
+	}
+	if b.groups, err = group.Open(gopts); err != nil {
+		b.closePartitions()
+		b.syncer.Close()
+		return nil, fmt.Errorf("open group coordinator: %w", err)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bg.Add(1)
 	go b.background()
 	return b, nil
 }
+
+// groupsDir is the directory, under the data dir, of the committed offsets
+// log. It has no "-N" suffix, so no topic partition can collide with it.
+const groupsDir = "__consumer_offsets"
+
+// Groups is the consumer group coordinator.
+func (b *Broker) Groups() *group.Coordinator { return b.groups }
 
 func newClusterID() string {
 	var id [16]byte
@@ -233,8 +261,9 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	b.cancel()
 	b.bg.Wait()
+	gerr := b.groups.Close()
 	b.syncer.Close()
-	return b.closePartitions()
+	return errors.Join(gerr, b.closePartitions())
 }
 
 func (b *Broker) closePartitions() error {

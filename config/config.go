@@ -23,6 +23,14 @@ type Config struct {
 	HTTP      HTTP   `toml:"http"`
 	Topics    Topics `toml:"topics"`
 	Log       Log    `toml:"log"`
+	Groups    Groups `toml:"groups"`
+}
+
+// Groups configures the consumer group coordinator.
+type Groups struct {
+	InitialRebalanceDelayMs int64 `toml:"initial_rebalance_delay_ms"`
+	MinSessionTimeoutMs     int64 `toml:"min_session_timeout_ms"`
+	MaxSessionTimeoutMs     int64 `toml:"max_session_timeout_ms"`
 }
 
 // Kafka configures the Kafka protocol listener.
@@ -79,6 +87,7 @@ func Default() Config {
 			FlushMs:            1000,
 			IndexIntervalBytes: 4096,
 		},
+		Groups: Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000},
 	}
 }
 
@@ -184,6 +193,15 @@ func (c Config) Validate() error {
 		return bad("log.flush_ms", l.FlushMs, "want >= 1")
 	case l.IndexIntervalBytes < 64:
 		return bad("log.index_interval_bytes", l.IndexIntervalBytes, "want >= 64")
+	}
+	g := c.Groups
+	switch {
+	case g.InitialRebalanceDelayMs < 0:
+		return bad("groups.initial_rebalance_delay_ms", g.InitialRebalanceDelayMs, "want >= 0")
+	case g.MinSessionTimeoutMs < 1:
+		return bad("groups.min_session_timeout_ms", g.MinSessionTimeoutMs, "want >= 1")
+	case g.MaxSessionTimeoutMs < g.MinSessionTimeoutMs:
+		return bad("groups.max_session_timeout_ms", g.MaxSessionTimeoutMs, "want >= groups.min_session_timeout_ms")
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/samsa-broker/samsa/broker"
+	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/samsa-broker/samsa/config"
 	samsahttp "github.com/samsa-broker/samsa/transports/http"
 	"github.com/samsa-broker/samsa/transports/kafka"
@@ -73,7 +74,12 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		IndexIntervalBytes:     cfg.Log.IndexIntervalBytes,
 		MaxDiskBytes:           cfg.Log.MaxDiskBytes,
 		RetentionCheckInterval: time.Duration(cfg.Log.RetentionCheckMs) * time.Millisecond,
-		Logger:                 logger,
+		Groups: group.Options{
+			RebalanceDelay:    rebalanceDelay(cfg.Groups.InitialRebalanceDelayMs),
+			MinSessionTimeout: time.Duration(cfg.Groups.MinSessionTimeoutMs) * time.Millisecond,
+			MaxSessionTimeout: time.Duration(cfg.Groups.MaxSessionTimeoutMs) * time.Millisecond,
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		return fmt.Errorf("open broker: %w", err)
@@ -143,6 +149,15 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		logger.Warn("close kafka listener", "err", err)
 	}
 	return serveErr
+}
+
+// rebalanceDelay converts the config's delay to group.Options', where 0
+// means the default and a negative value means none.
+func rebalanceDelay(ms int64) time.Duration {
+	if ms == 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func newLogger(w io.Writer, cfg config.Config) *slog.Logger {

@@ -72,6 +72,19 @@ func init() {
 	register(37, 0, 3, handleCreatePartitions) // CreatePartitions
 	register(44, 0, 1, handleIncrementalAlter) // IncrementalAlterConfigs
 	register(60, 0, 2, handleDescribeCluster)  // DescribeCluster
+
+	// Consumer groups (broker/group).
+	register(8, 0, 9, handleOffsetCommit)     // OffsetCommit (v10 addresses topics by id)
+	register(9, 0, 9, handleOffsetFetch)      // OffsetFetch: v8+ batches groups
+	register(10, 0, 6, handleFindCoordinator) // FindCoordinator: v4+ batches keys
+	register(11, 0, 9, handleJoinGroup)       // JoinGroup
+	register(12, 0, 4, handleHeartbeat)       // Heartbeat
+	register(13, 0, 5, handleLeaveGroup)      // LeaveGroup: v3+ batches members
+	register(14, 0, 5, handleSyncGroup)       // SyncGroup
+	register(15, 0, 5, handleDescribeGroups)  // DescribeGroups
+	register(16, 0, 5, handleListGroups)      // ListGroups
+	register(42, 0, 2, handleDeleteGroups)    // DeleteGroups
+	register(47, 0, 0, handleOffsetDelete)    // OffsetDelete
 }
 
 // apiVersionsResponse lists every implemented API.

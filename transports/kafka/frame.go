@@ -261,6 +261,10 @@ func (c *conn) handleFrame(frame []byte) error {
 	if err != nil {
 		return err
 	}
+	c.clientID = ""
+	if h.clientID != nil {
+		c.clientID = *h.clientID
+	}
 	rep := r.api.handle(c, r.kreq)
 	switch {
 	case rep.later != nil:

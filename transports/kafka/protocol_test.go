@@ -60,8 +60,11 @@ func TestApiVersionsHeader(t *testing.T) {
 				t.Fatalf("v%d: %s versions %v, want %v", v, keyName(key), keys[key], want)
 			}
 		}
-		if _, ok := keys[10]; ok {
-			t.Fatalf("FindCoordinator advertised before it is implemented")
+		if _, ok := keys[29]; ok {
+			t.Fatalf("DescribeAcls advertised, but it is not implemented")
+		}
+		if keys[10] != [2]int16{0, 6} || keys[11] != [2]int16{0, 9} {
+			t.Fatalf("v%d: group APIs advertised as %v and %v", v, keys[10], keys[11])
 		}
 	}
 }
@@ -139,17 +142,17 @@ func TestUnsupportedVersions(t *testing.T) {
 			},
 		},
 		{
-			name:  "FindCoordinator (not implemented yet) answers UNSUPPORTED_VERSION",
-			frame: frameRequest(&kmsg.FindCoordinatorRequest{Version: 2, CoordinatorKey: "g"}, 14),
+			name:  "DescribeAcls (not implemented) answers UNSUPPORTED_VERSION",
+			frame: frameRequest(&kmsg.DescribeACLsRequest{Version: 1}, 14),
 			corr:  14,
 			check: func(body []byte) {
-				resp := kmsg.NewPtrFindCoordinatorResponse()
-				resp.Version = 2
+				resp := kmsg.NewPtrDescribeACLsResponse()
+				resp.Version = 1
 				if err := resp.ReadFrom(body); err != nil {
 					t.Fatal(err)
 				}
 				if resp.ErrorCode != kerr.UnsupportedVersion.Code {
-					t.Fatalf("FindCoordinator: error %d", resp.ErrorCode)
+					t.Fatalf("DescribeAcls: error %d", resp.ErrorCode)
 				}
 			},
 		},

@@ -228,6 +228,19 @@ type conn struct {
 	queue  chan *future
 	// async counts handlers running off the read path.
 	async sync.WaitGroup
+	// clientID is the client id of the request being handled; handlers
+	// run on the read path, which sets it.
+	clientID string
+}
+
+// remoteHost is the client's address without the port, as Kafka reports
+// group members' hosts.
+func (c *conn) remoteHost() string {
+	host, _, err := net.SplitHostPort(c.remote)
+	if err != nil {
+		return c.remote
+	}
+	return "/" + host
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
