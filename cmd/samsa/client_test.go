@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -14,24 +15,44 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samsa-broker/samsa/broker"
+	"github.com/samsa-broker/samsa/transports/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// startTestCluster starts a broker for a test and returns its address list.
-// Set SAMSA_TEST_BROKERS to run the tests against a running broker instead of
-// franz-go's in-memory kfake; tests use their own topic names, so they do not
-// need an empty broker.
+// startTestCluster starts a samsa broker (the broker and its Kafka listener,
+// in-process, on a loopback port) for a test and returns its address. Set
+// SAMSA_TEST_BROKERS to run the tests against a running broker instead;
+// tests use their own topic names, so they do not need an empty broker.
 func startTestCluster(t *testing.T) string {
 	t.Helper()
 	if b := os.Getenv("SAMSA_TEST_BROKERS"); b != "" {
 		return b
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	b, err := broker.Open(broker.Options{DataDir: t.TempDir(), AutoCreateTopics: true, DefaultPartitions: 1})
 	if err != nil {
-		t.Fatalf("starting kfake cluster: %v", err)
+		t.Fatalf("open broker: %v", err)
 	}
-	t.Cleanup(c.Close)
-	return strings.Join(c.ListenAddrs(), ",")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	srv := kafka.NewServer(b, kafka.Options{AdvertisedHost: "127.0.0.1", AdvertisedPort: int32(addr.Port)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ctx, ln)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+		<-done
+		b.Close()
+	})
+	return addr.String()
 }
 
 var topicSeq atomic.Int64
