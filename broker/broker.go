@@ -74,6 +74,7 @@ type Broker struct {
 	syncer *commitlog.Syncer
 	meta   *metaStore
 	groups *group.Coordinator
+	lock   io.Closer // the data dir's lock file, held while open
 
 	mu     sync.RWMutex
 	topics map[string]*topic
@@ -143,6 +144,20 @@ func Open(opts Options) (*Broker, error) {
 	if err := mkdirDurable(b.fs, opts.DataDir); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	lock, err := vfs.Lock(b.fs, path.Join(opts.DataDir, lockFile))
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return nil, fmt.Errorf("data dir %s is in use by another samsa process: %w", opts.DataDir, err)
+		}
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	b.lock = lock
+	opened := false
+	defer func() {
+		if !opened {
+			lock.Close()
+		}
+	}()
 	meta, state, err := openMeta(b.fs, opts.DataDir)
 	if err != nil {
 		return nil, err
@@ -200,8 +215,12 @@ func Open(opts Options) (*Broker, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bg.Add(1)
 	go b.background()
+	opened = true
 	return b, nil
 }
+
+// lockFile is locked while a broker has the data dir open.
+const lockFile = ".lock"
 
 // groupsDir is the directory, under the data dir, of the committed offsets
 // log. It has no "-N" suffix, so no topic partition can collide with it.
@@ -263,7 +282,8 @@ func (b *Broker) Close() error {
 	b.bg.Wait()
 	gerr := b.groups.Close()
 	b.syncer.Close()
-	return errors.Join(gerr, b.closePartitions())
+	perr := b.closePartitions()
+	return errors.Join(gerr, perr, b.lock.Close())
 }
 
 func (b *Broker) closePartitions() error {

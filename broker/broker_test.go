@@ -426,3 +426,20 @@ func TestMaxDiskBytesDeletesOldestSegments(t *testing.T) {
 		t.Fatalf("offsets [%d, %d): the oldest segments should be gone, the newest records kept", start, hwm)
 	}
 }
+
+func TestDataDirIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{DataDir: dir}); !errors.Is(err, vfs.ErrLocked) {
+		t.Fatalf("second Open of a data dir in use: %v, want ErrLocked", err)
+	}
+	b.Close()
+	b2, err := Open(Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	b2.Close()
+}

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -20,8 +21,9 @@ import (
 // Sync (through OpenDir(dir).Sync()). Crash reverts everything to the synced
 // state. A MemFS is safe for concurrent use.
 type MemFS struct {
-	mu   sync.Mutex
-	root *memNode
+	mu    sync.Mutex
+	root  *memNode
+	locks map[string]bool // names held by Lock
 }
 
 type memNode struct {
@@ -50,6 +52,7 @@ func NewStrictMem() *MemFS { return &MemFS{root: newDirNode()} }
 func (m *MemFS) Crash() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.locks = nil // the processes that held them are gone
 	seen := map[*memNode]bool{}
 	var walk func(n *memNode)
 	walk = func(n *memNode) {
@@ -503,5 +506,32 @@ func (f *memFile) Preallocate(size int64) error {
 		f.n.data = growTo(f.n.data, size)
 		f.n.modTime = time.Now()
 	}
+	return nil
+}
+
+// Lock takes an exclusive lock on name within this MemFS (the file need not
+// exist); Close releases it.
+func (m *MemFS) Lock(name string) (io.Closer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locks == nil {
+		m.locks = make(map[string]bool)
+	}
+	if m.locks[name] {
+		return nil, fmt.Errorf("%s: %w", name, ErrLocked)
+	}
+	m.locks[name] = true
+	return memLock{m: m, name: name}, nil
+}
+
+type memLock struct {
+	m    *MemFS
+	name string
+}
+
+func (l memLock) Close() error {
+	l.m.mu.Lock()
+	delete(l.m.locks, l.name)
+	l.m.mu.Unlock()
 	return nil
 }

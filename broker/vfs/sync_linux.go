@@ -3,6 +3,9 @@
 package vfs
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
@@ -52,4 +55,21 @@ func (f osFile) Preallocate(size int64) error {
 		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: serr}
 	}
 	return nil
+}
+
+// Lock takes an exclusive flock(2) on name, failing at once with ErrLocked
+// when another open file description holds it.
+func (osFS) Lock(name string) (io.Closer, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", name, ErrLocked)
+		}
+		return nil, &os.PathError{Op: "flock", Path: name, Err: err}
+	}
+	return f, nil
 }

@@ -137,3 +137,23 @@ func (osFS) List(dir string) ([]string, error) {
 	sort.Strings(names)
 	return names, nil
 }
+
+// ErrLocked is returned by Lock when another holder has the lock.
+var ErrLocked = errors.New("vfs: locked by another process")
+
+// Locker is implemented by filesystems that can take an exclusive lock on a
+// file (flock(2) on the OS), so that two processes never share a data dir.
+type Locker interface {
+	// Lock takes an exclusive, non-blocking lock on name, creating the
+	// file if needed. Close releases it.
+	Lock(name string) (io.Closer, error)
+}
+
+// Lock takes an exclusive lock on name if fsys supports locking, and
+// returns a no-op releaser otherwise.
+func Lock(fsys FS, name string) (io.Closer, error) {
+	if l, ok := fsys.(Locker); ok {
+		return l.Lock(name)
+	}
+	return io.NopCloser(nil), nil
+}

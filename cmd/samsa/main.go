@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"produce": {"produce lines from stdin or a file to a topic", runProduce},
 		"consume": {"consume records from a topic", runConsume},
 		"bench":   {"measure produce, consume and end-to-end throughput and latency", runBench},
+		"group":   {"list, describe, delete consumer groups and reset their offsets", runGroup},
 	}
 }
 

@@ -56,6 +56,25 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	logger := newLogger(env.stderr, cfg)
 
+	// Listen first: a port in use fails before any recovery work.
+	kln, err := net.Listen("tcp", cfg.Kafka.Addr)
+	if err != nil {
+		return fmt.Errorf("kafka listener: %w", err)
+	}
+	hln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		kln.Close()
+		return fmt.Errorf("http listener: %w", err)
+	}
+	advHost, advPort, err := advertised(cfg.Kafka.AdvertisedAddr, kln.Addr().String())
+	if err != nil {
+		kln.Close()
+		hln.Close()
+		return err
+	}
+	// Until the servers own them, the listeners are closed on the way out.
+	defer kln.Close()
+	defer hln.Close()
 	defaults := broker.DefaultTopicConfig()
 	defaults.RetentionMs = cfg.Log.RetentionMs
 	defaults.RetentionBytes = cfg.Log.RetentionBytes
@@ -92,21 +111,6 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}()
 
-	kln, err := net.Listen("tcp", cfg.Kafka.Addr)
-	if err != nil {
-		return fmt.Errorf("kafka listener: %w", err)
-	}
-	hln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		kln.Close()
-		return fmt.Errorf("http listener: %w", err)
-	}
-	advHost, advPort, err := advertised(cfg.Kafka.AdvertisedAddr, kln.Addr().String())
-	if err != nil {
-		kln.Close()
-		hln.Close()
-		return err
-	}
 	ks := kafka.NewServer(b, kafka.Options{
 		AdvertisedHost: advHost,
 		AdvertisedPort: advPort,
