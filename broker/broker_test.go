@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -442,4 +445,31 @@ func TestDataDirIsLocked(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	b2.Close()
+}
+
+// A full disk fails the produce with a storage error, loses nothing that
+// was acknowledged, and the partition takes records again once there is
+// room.
+func TestFullDisk(t *testing.T) {
+	var full atomic.Bool
+	fsys := vfs.NewErrorFS(vfs.OS(), func(op vfs.Op, name string) error {
+		if full.Load() && (op == vfs.OpWrite || op == vfs.OpPreallocate) && strings.HasSuffix(name, ".log") {
+			return &vfs.PartialWriteError{N: 10, Err: syscall.ENOSPC}
+		}
+		return nil
+	})
+	b := openTest(t, func(o *Options) { o.FS = fsys })
+	b.AutoCreate("t")
+	mustProduce(t, b, "t", 0, batch(t, nowMs(), "before"))
+	full.Store(true)
+	if r := produce(t, b, "t", 0, batch(t, nowMs(), "lost")); !errors.Is(r.Err, ErrStorage) {
+		t.Fatalf("produce on a full disk: %v, want ErrStorage", r.Err)
+	}
+	full.Store(false)
+	if off := mustProduce(t, b, "t", 0, batch(t, nowMs(), "after")); off != 1 {
+		t.Fatalf("offset after the disk has room again: %d, want 1", off)
+	}
+	if got := values(t, b, "t", 0, 0); fmt.Sprint(got) != "[before after]" {
+		t.Fatalf("records: %v", got)
+	}
 }
