@@ -15,11 +15,13 @@ import (
 	"path"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/samsa-broker/samsa/broker/commitlog"
 	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/samsa-broker/samsa/broker/vfs"
+	"github.com/samsa-broker/samsa/wasm"
 )
 
 // Options configure a Broker.
@@ -50,6 +52,10 @@ type Options struct {
 	// Groups configures the consumer group coordinator; its FS, Dir,
 	// Logger, Syncer and CheckPartition are set by the broker.
 	Groups group.Options
+	// Filters is the Wasm host that runs filters (the broker does not
+	// create or close it); nil turns filters off: the filter methods then
+	// return ErrFiltersDisabled.
+	Filters *wasm.Host
 	// Now is the clock; nil is time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -63,6 +69,8 @@ type TopicInfo struct {
 	Config     TopicConfig
 	// Overrides are the config keys set on this topic.
 	Overrides map[string]string
+	// Source is set on a filtered view (see Views): the topic it reads.
+	Source string
 }
 
 // Broker is a running broker: a set of topics on one data dir.
@@ -84,6 +92,13 @@ type Broker struct {
 	diskMu    sync.Mutex
 	// bufs recycles fetch read buffers (*[]byte).
 	bufs sync.Pool
+
+	// fmu serializes changes to the filter bindings; fset is the current
+	// bindings, nil when there are none (see filterSet).
+	fmu      sync.Mutex
+	fset     atomic.Pointer[filterSet]
+	flog     *filterLogger
+	retiring sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -198,8 +213,11 @@ func Open(opts Options) (*Broker, error) {
 	}
 	gopts := opts.Groups
 	gopts.FS, gopts.Dir, gopts.Logger, gopts.Syncer = b.fs, path.Join(opts.DataDir, groupsDir), b.logger, b.syncer
+	b.restoreBindings(state.Bindings)
 	gopts.CheckPartition = func(topic string, partition int32) error {
-		if _, _, err := b.partition(topic, partition); err != nil {
+		// Groups commit offsets on views too: a view's offsets are its
+		// source's.
+		if _, _, err := b.readPartition(topic, partition); err != nil {
 			return fmt.Errorf("%w: %v", group.ErrUnknownTopic, err)
 		}
 		return nil
@@ -208,6 +226,7 @@ func Open(opts Options) (*Broker, error) {
 		gopts.Now = opts.Now
 	}
 	if b.groups, err = group.Open(gopts); err != nil {
+		b.closeFilters()
 		b.closePartitions()
 		b.syncer.Close()
 		return nil, fmt.Errorf("open group coordinator: %w", err)
@@ -215,6 +234,11 @@ func Open(opts Options) (*Broker, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bg.Add(1)
 	go b.background()
+	if opts.Filters != nil {
+		b.flog = newFilterLogger(b)
+		b.bg.Add(1)
+		go b.flog.run(b.ctx)
+	}
 	opened = true
 	return b, nil
 }
@@ -279,6 +303,7 @@ func (b *Broker) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.cancel()
+	b.closeFilters()
 	b.bg.Wait()
 	gerr := b.groups.Close()
 	b.syncer.Close()
@@ -351,6 +376,9 @@ func (b *Broker) AutoCreate(name string) (TopicInfo, error) {
 	if info, err := b.Topic(name); err == nil {
 		return info, nil
 	}
+	if err := b.viewError(name); err != nil {
+		return TopicInfo{}, err
+	}
 	if !b.opts.AutoCreateTopics {
 		return TopicInfo{}, fmt.Errorf("topic %q: %w", name, ErrUnknownTopic)
 	}
@@ -406,6 +434,9 @@ func (b *Broker) CreateTopic(name string, partitions int32, overrides map[string
 	}
 	if _, ok := b.topics[name]; ok {
 		return TopicInfo{}, fmt.Errorf("topic %q: %w", name, ErrTopicExists)
+	}
+	if b.viewBinding(name) != nil {
+		return TopicInfo{}, fmt.Errorf("topic %q: a filtered view has that name: %w", name, ErrTopicExists)
 	}
 	ov := make(map[string]string, len(overrides))
 	for k, v := range overrides {
@@ -584,7 +615,12 @@ func (b *Broker) partition(topicName string, idx int32) (*partition, TopicConfig
 }
 
 func (b *Broker) saveMetaLocked() error {
-	st := metaState{ClusterID: b.opts.ClusterID}
+	return b.saveMetaWith(b.bindingList())
+}
+
+// saveMetaWith saves the topics and the given bindings; b.mu is held.
+func (b *Broker) saveMetaWith(bindings []*binding) error {
+	st := metaState{ClusterID: b.opts.ClusterID, Bindings: bindingsMeta(bindings)}
 	for _, t := range b.topics {
 		st.Topics = append(st.Topics, metaTopic{Name: t.name, ID: t.id, Partitions: int32(len(t.partitions)), Overrides: t.overrides})
 	}

@@ -22,4 +22,15 @@ var (
 	ErrDiskFull                = errors.New("disk full: max_disk_bytes reached")
 	ErrClosed                  = errors.New("broker closed")
 	ErrTimeout                 = errors.New("request timed out")
+
+	// ErrFiltersDisabled: the broker runs without a Wasm host.
+	ErrFiltersDisabled = errors.New("filters are disabled")
+	// ErrUnknownBinding: no binding has that id.
+	ErrUnknownBinding = errors.New("unknown binding")
+	// ErrFilterInUse: a module cannot be removed while it is bound.
+	ErrFilterInUse = errors.New("filter is in use")
+	// ErrFilterRejected: a produce filter rejected the records (or failed
+	// under on_error reject). The error is a *FilterError with the
+	// guest's message.
+	ErrFilterRejected = errors.New("rejected by filter")
 )

@@ -40,19 +40,31 @@ type FetchResult struct {
 }
 
 // Fetch reads records, waiting up to MaxWait (or until ctx ends) for at
-// least MinBytes. It wakes on appends, never by polling.
+// least MinBytes. It wakes on appends, never by polling. A partition of a
+// filtered view is read from its source and through the view's filter
+// (see filterView): offsets and high watermark are the source's.
 func (b *Broker) Fetch(ctx context.Context, req FetchRequest) []FetchResult {
 	results := make([]FetchResult, len(req.Partitions))
 	parts := make([]*partition, len(req.Partitions))
+	var views []*binding // views[i]: partition i is read through a view
 	for i, fp := range req.Partitions {
 		p, _, err := b.partition(fp.Topic, fp.Partition)
+		if err != nil {
+			var vb *binding
+			if p, vb, err = b.readPartition(fp.Topic, fp.Partition); vb != nil {
+				if views == nil {
+					views = make([]*binding, len(req.Partitions))
+				}
+				views[i] = vb
+			}
+		}
 		if err != nil {
 			results[i] = FetchResult{HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1, Err: err}
 			continue
 		}
 		parts[i] = p
 	}
-	total, errs := b.readAll(req, parts, results)
+	total, errs := b.readAll(req, parts, views, results)
 	if total >= int(req.MinBytes) || errs || req.MaxWait <= 0 {
 		return results
 	}
@@ -70,7 +82,7 @@ func (b *Broker) Fetch(ctx context.Context, req FetchRequest) []FetchResult {
 		}
 	}()
 	// Read again now that appends wake us: one may have landed in between.
-	total, errs = b.readAll(req, parts, results)
+	total, errs = b.readAll(req, parts, views, results)
 	timer := time.NewTimer(req.MaxWait)
 	defer timer.Stop()
 	for total < int(req.MinBytes) && !errs {
@@ -83,14 +95,16 @@ func (b *Broker) Fetch(ctx context.Context, req FetchRequest) []FetchResult {
 		case <-b.ctx.Done():
 			return results
 		}
-		total, errs = b.readAll(req, parts, results)
+		total, errs = b.readAll(req, parts, views, results)
 	}
 	return results
 }
 
 // readAll fills results and returns the bytes read and whether any
 // partition answered with an error (which ends a long poll, as in Kafka).
-func (b *Broker) readAll(req FetchRequest, parts []*partition, results []FetchResult) (int, bool) {
+// views, if not nil, holds the view binding of each partition read
+// through a view, whose records go through its filter.
+func (b *Broker) readAll(req FetchRequest, parts []*partition, views []*binding, results []FetchResult) (int, bool) {
 	budget := int(req.MaxBytes)
 	if budget <= 0 {
 		budget = 1 << 30
@@ -119,6 +133,14 @@ func (b *Broker) readAll(req FetchRequest, parts []*partition, results []FetchRe
 				r.Err = fmt.Errorf("%w: offset %d of %s-%d is outside [%d, %d]", ErrOffsetOutOfRange, fp.Offset, fp.Topic, fp.Partition, r.LogStartOffset, hwm)
 			case err != nil:
 				r.Err = storageError(err)
+			}
+			if views != nil && views[i] != nil && len(data) > 0 {
+				out, verr := b.filterView(views[i], fp.Partition, data, b.readBuf(nil))
+				b.recycle(data)
+				data = out
+				if verr != nil && r.Err == nil {
+					r.Err = verr
+				}
 			}
 			if len(data) > 0 {
 				r.Records = data

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/samsa-broker/samsa/broker/vfs"
 )
@@ -19,6 +20,14 @@ type metaState struct {
 	Version   int         `json:"version"`
 	ClusterID string      `json:"cluster_id"`
 	Topics    []metaTopic `json:"topics"`
+	// Bindings are the filter bindings, in bind order.
+	Bindings []metaBinding `json:"bindings,omitempty"`
+}
+
+type metaBinding struct {
+	ID string `json:"id"`
+	BindingSpec
+	Created time.Time `json:"created"`
 }
 
 type metaTopic struct {

@@ -12,9 +12,10 @@ const (
 	EarliestTimestamp int64 = -2
 )
 
-// Offsets returns a partition's log start offset and high watermark.
+// Offsets returns a partition's log start offset and high watermark. A
+// filtered view answers with its source's.
 func (b *Broker) Offsets(topic string, partition int32) (start, hwm int64, err error) {
-	p, _, err := b.partition(topic, partition)
+	p, _, err := b.readPartition(topic, partition)
 	if err != nil {
 		return -1, -1, err
 	}
@@ -25,9 +26,11 @@ func (b *Broker) Offsets(topic string, partition int32) (start, hwm int64, err e
 // gives the high watermark, EarliestTimestamp the log start offset, and a
 // timestamp (ms) the offset of the first record whose timestamp is at or
 // after it, with that record's timestamp. When no record is that recent it
-// returns offset -1 and timestamp -1, as Kafka does.
+// returns offset -1 and timestamp -1, as Kafka does. A filtered view
+// answers from its source (the offset may be of a record the view drops;
+// consumers skip ahead from it).
 func (b *Broker) ListOffset(topic string, partition int32, timestamp int64) (offset, ts int64, err error) {
-	p, _, err := b.partition(topic, partition)
+	p, _, err := b.readPartition(topic, partition)
 	if err != nil {
 		return -1, -1, err
 	}

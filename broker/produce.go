@@ -37,6 +37,9 @@ type PendingProduce struct {
 }
 
 // Produce validates and appends the batches, in order, and returns at once.
+// On a topic with produce bindings the batches first go through the filter
+// chain (see produceFiltered); without, they are appended as they are,
+// never decoded.
 // Appends on one partition happen in the order Produce is called, so a
 // transport that calls Produce in request order keeps idempotent sequences
 // in order while it waits for durability off its read path.
@@ -48,11 +51,30 @@ func (b *Broker) Produce(acks int16, parts []ProducePartition) *PendingProduce {
 	pp := &PendingProduce{b: b, results: make([]ProduceResult, len(parts)), wait: acks != 0}
 	index := make(map[*partition]int)
 	var woken []*partition
+	// track makes p's appends part of result i: woken at once, or synced
+	// before the ack.
+	track := func(p *partition, i int) {
+		if p.flushPolicy() != FlushAlways {
+			woken = append(woken, p)
+			return
+		}
+		j, ok := index[p]
+		if !ok {
+			j = len(pp.durable)
+			index[p] = j
+			pp.durable = append(pp.durable, p)
+			pp.resultOf = append(pp.resultOf, nil)
+		}
+		pp.resultOf[j] = append(pp.resultOf[j], i)
+	}
 	for i, pr := range parts {
 		res := &pp.results[i]
 		res.BaseOffset, res.LogAppendTime, res.LogStartOffset = -1, -1, -1
 		p, cfg, err := b.partition(pr.Topic, pr.Partition)
 		if err != nil {
+			if verr := b.viewError(pr.Topic); verr != nil {
+				err = verr
+			}
 			res.Err = err
 			continue
 		}
@@ -60,6 +82,20 @@ func (b *Broker) Produce(acks int16, parts []ProducePartition) *PendingProduce {
 		hdrs, err := validateBatches(pr.Records, cfg.MaxMessageBytes)
 		if err != nil {
 			res.Err = fmt.Errorf("%s-%d: %w", pr.Topic, pr.Partition, err)
+			continue
+		}
+		if chain := b.produceChain(pr.Topic); chain != nil {
+			// Filters bound: decode, filter, re-encode, route.
+			base, extra, err := b.produceFiltered(p, pr, hdrs, chain)
+			for _, xp := range extra {
+				track(xp, i)
+			}
+			if err != nil {
+				res.Err = err
+				continue
+			}
+			res.BaseOffset = base
+			track(p, i)
 			continue
 		}
 		if err := b.reserveDisk(int64(len(pr.Records))); err != nil {
@@ -72,18 +108,7 @@ func (b *Broker) Produce(acks int16, parts []ProducePartition) *PendingProduce {
 			continue
 		}
 		res.BaseOffset = base
-		if p.flushPolicy() != FlushAlways {
-			woken = append(woken, p)
-			continue
-		}
-		j, ok := index[p]
-		if !ok {
-			j = len(pp.durable)
-			index[p] = j
-			pp.durable = append(pp.durable, p)
-			pp.resultOf = append(pp.resultOf, nil)
-		}
-		pp.resultOf[j] = append(pp.resultOf[j], i)
+		track(p, i)
 	}
 	for _, p := range woken {
 		p.notify()

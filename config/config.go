@@ -14,16 +14,79 @@ import (
 
 // Config is the whole broker configuration.
 type Config struct {
-	DataDir   string `toml:"data_dir"`
-	NodeID    int32  `toml:"node_id"`
-	ClusterID string `toml:"cluster_id"`
-	LogLevel  string `toml:"log_level"`
-	LogFormat string `toml:"log_format"`
-	Kafka     Kafka  `toml:"kafka"`
-	HTTP      HTTP   `toml:"http"`
-	Topics    Topics `toml:"topics"`
-	Log       Log    `toml:"log"`
-	Groups    Groups `toml:"groups"`
+	DataDir   string    `toml:"data_dir"`
+	NodeID    int32     `toml:"node_id"`
+	ClusterID string    `toml:"cluster_id"`
+	LogLevel  string    `toml:"log_level"`
+	LogFormat string    `toml:"log_format"`
+	Kafka     Kafka     `toml:"kafka"`
+	HTTP      HTTP      `toml:"http"`
+	Topics    Topics    `toml:"topics"`
+	Log       Log       `toml:"log"`
+	Groups    Groups    `toml:"groups"`
+	Filters   Filters   `toml:"filters"`
+	WebSocket WebSocket `toml:"websocket"`
+}
+
+// Filters configures the Wasm filter host.
+type Filters struct {
+	// Enabled turns filters on; off, the admin API answers 503 and no
+	// binding runs.
+	Enabled bool `toml:"enabled"`
+	// MaxModuleBytes is the largest module accepted at upload.
+	MaxModuleBytes int64 `toml:"max_module_bytes"`
+	// DefaultMemoryPages is a binding's memory limit (64 KiB pages) when
+	// its spec sets none.
+	DefaultMemoryPages uint32 `toml:"default_memory_pages"`
+	// DefaultTimeoutMs is a binding's time limit per batch when its spec
+	// sets none.
+	DefaultTimeoutMs int64 `toml:"default_timeout_ms"`
+}
+
+// WebSocket configures the WebSocket transport (/ws on the HTTP listener).
+type WebSocket struct {
+	// AllowedOrigins: empty allows same-origin pages and clients that send
+	// no Origin; "*" allows all; otherwise the listed origins too.
+	AllowedOrigins Origins `toml:"allowed_origins"`
+	// TrustProxy takes the client IP from X-Forwarded-For.
+	TrustProxy       bool `toml:"trust_proxy"`
+	MaxFrameBytes    int  `toml:"max_frame_bytes"`
+	MaxSubscriptions int  `toml:"max_subscriptions"`
+	MaxPendingBytes  int  `toml:"max_pending_bytes"`
+	MaxConnections   int  `toml:"max_connections"`
+}
+
+// Origins is a list of origins, kept as one string so that Config stays
+// comparable.
+type Origins struct{ joined string }
+
+// NewOrigins returns the list of origins.
+func NewOrigins(list ...string) Origins { return Origins{joined: strings.Join(list, "\n")} }
+
+// List returns the origins.
+func (o Origins) List() []string {
+	if o.joined == "" {
+		return nil
+	}
+	return strings.Split(o.joined, "\n")
+}
+
+// UnmarshalTOML reads an array of strings.
+func (o *Origins) UnmarshalTOML(v any) error {
+	arr, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("want an array of strings, got %T", v)
+	}
+	list := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok || s == "" || strings.ContainsAny(s, "\n\r") {
+			return fmt.Errorf("want an array of non-empty strings, got %v", e)
+		}
+		list = append(list, s)
+	}
+	*o = NewOrigins(list...)
+	return nil
 }
 
 // Groups configures the consumer group coordinator.
@@ -87,7 +150,9 @@ func Default() Config {
 			FlushMs:            1000,
 			IndexIntervalBytes: 4096,
 		},
-		Groups: Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000},
+		Groups:    Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000},
+		Filters:   Filters{Enabled: true, MaxModuleBytes: 16 << 20, DefaultMemoryPages: 256, DefaultTimeoutMs: 100},
+		WebSocket: WebSocket{MaxFrameBytes: 1 << 20, MaxSubscriptions: 64, MaxPendingBytes: 4 << 20, MaxConnections: 20000},
 	}
 }
 
@@ -202,6 +267,26 @@ func (c Config) Validate() error {
 		return bad("groups.min_session_timeout_ms", g.MinSessionTimeoutMs, "want >= 1")
 	case g.MaxSessionTimeoutMs < g.MinSessionTimeoutMs:
 		return bad("groups.max_session_timeout_ms", g.MaxSessionTimeoutMs, "want >= groups.min_session_timeout_ms")
+	}
+	f := c.Filters
+	switch {
+	case f.MaxModuleBytes < 8:
+		return bad("filters.max_module_bytes", f.MaxModuleBytes, "want >= 8")
+	case f.DefaultMemoryPages < 1 || f.DefaultMemoryPages > 65536:
+		return bad("filters.default_memory_pages", f.DefaultMemoryPages, "want 1 to 65536 (64 KiB pages)")
+	case f.DefaultTimeoutMs < 1:
+		return bad("filters.default_timeout_ms", f.DefaultTimeoutMs, "want >= 1")
+	}
+	ws := c.WebSocket
+	switch {
+	case ws.MaxFrameBytes < 1024:
+		return bad("websocket.max_frame_bytes", ws.MaxFrameBytes, "want >= 1024")
+	case ws.MaxSubscriptions < 1:
+		return bad("websocket.max_subscriptions", ws.MaxSubscriptions, "want >= 1")
+	case ws.MaxPendingBytes < 64<<10:
+		return bad("websocket.max_pending_bytes", ws.MaxPendingBytes, "want >= 65536")
+	case ws.MaxConnections < 1:
+		return bad("websocket.max_connections", ws.MaxConnections, "want >= 1")
 	}
 	return nil
 }

@@ -41,6 +41,14 @@ func TestParse(t *testing.T) {
 		{name: "zero partitions", doc: "[topics]\ndefault_partitions = 0\n", wantErr: "topics.default_partitions"},
 		{name: "retention zero", doc: "[log]\nretention_ms = 0\n", wantErr: "log.retention_ms"},
 		{name: "syntax error", doc: "[log\n", wantErr: "line 2"},
+		{name: "filters off", doc: "[filters]\nenabled = false\n", check: func(t *testing.T, c Config) {
+			if c.Filters.Enabled || c.Filters.MaxModuleBytes != 16<<20 {
+				t.Fatalf("got %+v", c.Filters)
+			}
+		}},
+		{name: "filters zero pages", doc: "[filters]\ndefault_memory_pages = 0\n", wantErr: "filters.default_memory_pages"},
+		{name: "filters zero timeout", doc: "[filters]\ndefault_timeout_ms = 0\n", wantErr: "filters.default_timeout_ms"},
+		{name: "filters tiny modules", doc: "[filters]\nmax_module_bytes = 1\n", wantErr: "filters.max_module_bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,13 @@ const minRecordSize = 7
 // The returned records alias b when the batch is uncompressed (see Record).
 // Input shorter than the batch it declares gives ErrTruncated.
 func DecodeBatch(b []byte, maxDecompressed int) (Batch, int, error) {
+	return DecodeBatchInto(b, maxDecompressed, nil)
+}
+
+// DecodeBatchInto is DecodeBatch that decodes the records into dst's
+// backing array when it has room (its old contents are overwritten), which
+// saves an allocation per batch for callers that recycle record slices.
+func DecodeBatchInto(b []byte, maxDecompressed int, dst []Record) (Batch, int, error) {
 	n, err := batchSize(b)
 	if err != nil {
 		return Batch{}, 0, err
@@ -33,7 +40,7 @@ func DecodeBatch(b []byte, maxDecompressed int) (Batch, int, error) {
 	if n > len(b) {
 		return Batch{}, 0, fmt.Errorf("%w: batch of %d bytes, have %d", ErrTruncated, n, len(b))
 	}
-	bt, err := decodeFull(b[:n], maxDecompressed)
+	bt, err := decodeFull(b[:n], maxDecompressed, dst)
 	if err != nil {
 		return Batch{}, 0, err
 	}
@@ -60,7 +67,7 @@ func DecodeBatches(b []byte, maxDecompressed int, fn func(Batch) error) error {
 		if n > len(b) {
 			return nil // partial trailing batch
 		}
-		bt, err := decodeFull(b[:n], maxDecompressed)
+		bt, err := decodeFull(b[:n], maxDecompressed, nil)
 		if err != nil {
 			return err
 		}
@@ -86,7 +93,7 @@ func batchSize(b []byte) (int, error) {
 }
 
 // decodeFull decodes b, which holds exactly one batch (len(b) >= HeaderSize).
-func decodeFull(b []byte, maxDecompressed int) (Batch, error) {
+func decodeFull(b []byte, maxDecompressed int, dst []Record) (Batch, error) {
 	if m := int8(b[offMagic]); m != Magic {
 		return Batch{}, fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, m)
 	}
@@ -119,7 +126,7 @@ func decodeFull(b []byte, maxDecompressed int) (Batch, error) {
 			return Batch{}, err
 		}
 	}
-	recs, err := decodeRecords(data, int(count), &bt)
+	recs, err := decodeRecords(data, int(count), &bt, dst)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -216,7 +223,7 @@ func (r *reader) bytes(what string) []byte {
 }
 
 // decodeRecords decodes count records filling data exactly.
-func decodeRecords(data []byte, count int, bt *Batch) ([]Record, error) {
+func decodeRecords(data []byte, count int, bt *Batch, dst []Record) ([]Record, error) {
 	if count > len(data)/minRecordSize {
 		return nil, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrCorrupt, count, len(data))
 	}
@@ -226,7 +233,13 @@ func decodeRecords(data []byte, count int, bt *Batch) ([]Record, error) {
 		}
 		return nil, nil
 	}
-	recs := make([]Record, count)
+	var recs []Record
+	if cap(dst) >= count {
+		recs = dst[:count]
+		clear(recs)
+	} else {
+		recs = make([]Record, count)
+	}
 	logAppend := bt.IsLogAppendTime()
 	r := reader{b: data}
 	var (

@@ -29,6 +29,23 @@ type EncodeOptions struct {
 	// then report MaxTimestamp for every record, so set every record's
 	// Timestamp to the append time.
 	LogAppendTime bool
+	// Span makes the batch span exactly the offsets BaseOffset ..
+	// BaseOffset+LastOffsetDelta, whichever records it holds: the records'
+	// Offsets are absolute, must be strictly increasing and lie inside the
+	// span, and need not start at BaseOffset or end at its last offset (a
+	// filtered view re-encodes a source batch this way so that consumers
+	// advance past the records it dropped). With Span, AppendBatch also
+	// accepts no records and then writes an empty batch, as
+	// AppendEmptyBatch does.
+	Span bool
+	// BaseOffset is the batch's base offset when Span is set.
+	BaseOffset int64
+	// LastOffsetDelta is the batch's last offset delta when Span is set.
+	LastOffsetDelta int32
+	// MaxTimestamp, when Span is set and it is larger than every record's
+	// timestamp, is written as the batch's max timestamp (a re-encoded
+	// batch keeps its source's), and is the timestamp of an empty batch.
+	MaxTimestamp int64
 }
 
 // scratch holds records before they are compressed.
@@ -58,6 +75,9 @@ const maxPooledScratch = 4 << 20
 // fit in an int32 length. On error dst is returned unchanged (its spare
 // capacity may have been written to).
 func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) {
+	if opts.Span {
+		return appendSpan(dst, recs, opts)
+	}
 	if len(recs) == 0 {
 		return dst, fmt.Errorf("%w: no records", ErrInvalid)
 	}
@@ -151,6 +171,101 @@ func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) 
 	be.PutUint32(h[offRecordCount:], uint32(len(recs)))
 	be.PutUint32(h[offCRC:], crc32.Checksum(out[start+offAttributes:], castagnoli))
 	return out, nil
+}
+
+// appendSpan is AppendBatch with opts.Span set.
+func appendSpan(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) {
+	base, lastDelta := opts.BaseOffset, int64(opts.LastOffsetDelta)
+	if base < 0 || lastDelta < 0 {
+		return dst, fmt.Errorf("%w: span of base offset %d and last offset delta %d", ErrInvalid, base, lastDelta)
+	}
+	if !opts.Codec.Valid() {
+		return dst, fmt.Errorf("%w: %s", ErrUnsupportedCodec, opts.Codec)
+	}
+	if len(recs) == 0 {
+		return appendEmpty(dst, base, int32(lastDelta), opts.MaxTimestamp, opts), nil
+	}
+	prev := base - 1
+	maxTS := opts.MaxTimestamp
+	for i := range recs {
+		o := recs[i].Offset
+		if o <= prev || o > base+lastDelta {
+			return dst, fmt.Errorf("%w: offset %d of record %d is outside the span %d..%d or out of order", ErrInvalid, o, i, base, base+lastDelta)
+		}
+		prev = o
+		maxTS = max(maxTS, recs[i].Timestamp)
+	}
+	baseTS := recs[0].Timestamp
+	start := len(dst)
+	out := append(dst, make([]byte, HeaderSize)...)
+	var err error
+	if opts.Codec == None {
+		if out, err = appendRecords(out, recs, base, baseTS, false); err != nil {
+			return dst, err
+		}
+	} else {
+		sp := scratch.Get().(*[]byte)
+		var raw []byte
+		raw, err = appendRecords((*sp)[:0], recs, base, baseTS, false)
+		if err == nil {
+			out, err = compress(out, opts.Codec, raw)
+		}
+		if cap(raw) <= maxPooledScratch {
+			*sp = raw[:0]
+			scratch.Put(sp)
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+	if len(out)-start-LengthFieldEnd > math.MaxInt32 {
+		return dst, fmt.Errorf("%w: batch of %d bytes", ErrInvalid, len(out)-start)
+	}
+	writeHeader(out[start:], int16(opts.Codec), base, int32(lastDelta), baseTS, maxTS, int32(len(recs)), opts)
+	return out, nil
+}
+
+// AppendEmptyBatch appends a batch with no records that spans the offsets
+// baseOffset .. baseOffset+lastOffsetDelta, as Kafka's log compaction leaves
+// behind when it removes every record of a batch: consumers skip it and
+// continue after its last offset. It has no producer and no compression.
+func AppendEmptyBatch(dst []byte, baseOffset int64, lastOffsetDelta int32, maxTimestamp int64) []byte {
+	return appendEmpty(dst, baseOffset, lastOffsetDelta, maxTimestamp, EncodeOptions{})
+}
+
+// appendEmpty writes an empty batch with the producer fields and timestamp
+// type of opts (its codec is ignored: there is nothing to compress).
+func appendEmpty(dst []byte, base int64, lastDelta int32, maxTS int64, opts EncodeOptions) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, HeaderSize)...)
+	writeHeader(dst[start:], 0, base, lastDelta, maxTS, maxTS, 0, opts)
+	return dst
+}
+
+// writeHeader fills the header of the batch that b holds exactly (records
+// included) and its CRC.
+func writeHeader(b []byte, attrs int16, base int64, lastDelta int32, baseTS, maxTS int64, count int32, opts EncodeOptions) {
+	if opts.LogAppendTime {
+		attrs |= AttrLogAppendTime
+	}
+	pid, epoch, seq := int64(-1), int16(-1), int32(-1)
+	if opts.ProducerID > 0 {
+		pid, epoch, seq = opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence
+	}
+	be := binary.BigEndian
+	be.PutUint64(b[offBaseOffset:], uint64(base))
+	be.PutUint32(b[offBatchLength:], uint32(len(b)-LengthFieldEnd))
+	be.PutUint32(b[offLeaderEpoch:], math.MaxUint32) // -1
+	b[offMagic] = Magic
+	be.PutUint16(b[offAttributes:], uint16(attrs))
+	be.PutUint32(b[offLastOffsetDelta:], uint32(lastDelta))
+	be.PutUint64(b[offBaseTimestamp:], uint64(baseTS))
+	be.PutUint64(b[offMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(b[offProducerID:], uint64(pid))
+	be.PutUint16(b[offProducerEpoch:], uint16(epoch))
+	be.PutUint32(b[offBaseSequence:], uint32(seq))
+	be.PutUint32(b[offRecordCount:], uint32(count))
+	be.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
 }
 
 // varintSize is the size of v zigzag varint encoded.

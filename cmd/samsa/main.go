@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"consume": {"consume records from a topic", runConsume},
 		"bench":   {"measure produce, consume and end-to-end throughput and latency", runBench},
 		"group":   {"list, describe, delete consumer groups and reset their offsets", runGroup},
+		"filter":  {"build, deploy, bind and test Wasm filters", runFilter},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/samsa-broker/samsa/config"
 	samsahttp "github.com/samsa-broker/samsa/transports/http"
 	"github.com/samsa-broker/samsa/transports/kafka"
+	"github.com/samsa-broker/samsa/wasm"
 )
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -83,6 +85,28 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	defaults.Flush = broker.FlushPolicy(cfg.Log.Flush)
 	defaults.FlushMs = cfg.Log.FlushMs
 	defaults.MaxMessageBytes = cfg.Topics.MaxMessageBytes
+
+	// The Wasm filter host: modules and the compilation cache live in
+	// <data_dir>/filters. It is closed after the broker (deferred first),
+	// since the broker's bindings run on its pools.
+	var filters *wasm.Host
+	if cfg.Filters.Enabled {
+		filters, err = wasm.NewHost(ctx, wasm.Options{
+			Dir:            filepath.Join(cfg.DataDir, "filters"),
+			MaxModuleBytes: cfg.Filters.MaxModuleBytes,
+			Logger:         logger.With("component", "wasm"),
+		})
+		if err != nil {
+			return fmt.Errorf("filter host: %w", err)
+		}
+		defer func() {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := filters.Close(closeCtx); err != nil {
+				logger.Warn("close filter host", "err", err)
+			}
+		}()
+	}
 	b, err := broker.Open(broker.Options{
 		DataDir:                cfg.DataDir,
 		NodeID:                 cfg.NodeID,
@@ -98,7 +122,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			MinSessionTimeout: time.Duration(cfg.Groups.MinSessionTimeoutMs) * time.Millisecond,
 			MaxSessionTimeout: time.Duration(cfg.Groups.MaxSessionTimeoutMs) * time.Millisecond,
 		},
-		Logger: logger,
+		Filters: filters,
+		Logger:  logger,
 	})
 	if err != nil {
 		return fmt.Errorf("open broker: %w", err)
@@ -117,7 +142,14 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		MaxFrameBytes:  cfg.Kafka.MaxFrameBytes,
 		Logger:         logger.With("listener", "kafka"),
 	})
-	hs := &nethttp.Server{Handler: samsahttp.Handler(b, logger), ReadHeaderTimeout: 10 * time.Second}
+	hs := &nethttp.Server{
+		Handler: samsahttp.Handler(b, logger, samsahttp.WithAdmin(samsahttp.AdminOptions{
+			MaxModuleBytes:     cfg.Filters.MaxModuleBytes,
+			DefaultMemoryPages: cfg.Filters.DefaultMemoryPages,
+			DefaultTimeout:     time.Duration(cfg.Filters.DefaultTimeoutMs) * time.Millisecond,
+		})),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
 
 	errc := make(chan error, 2)
 	srvCtx, cancel := context.WithCancel(ctx)
@@ -136,6 +168,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		"advertised", net.JoinHostPort(advHost, strconv.Itoa(int(advPort))),
 		"data_dir", cfg.DataDir,
 		"topics", len(b.Topics()),
+		"filters", cfg.Filters.Enabled,
 		"startup", time.Since(start).Round(time.Microsecond).String())
 
 	var serveErr error

@@ -1,5 +1,6 @@
-// Package http serves samsa's HTTP listener: health now; the WebSocket
-// transport, the admin API, metrics and the console mount here later.
+// Package http serves samsa's HTTP listener: health, the admin REST API
+// (/api/v1, admin.go); the WebSocket transport, metrics and the console
+// mount here later.
 package http
 
 import (
@@ -12,10 +13,31 @@ import (
 	"github.com/samsa-broker/samsa/broker"
 )
 
+// Option changes the HTTP handler.
+type Option func(*handlerOptions)
+
+type handlerOptions struct {
+	admin AdminOptions
+}
+
+// WithAdmin configures the admin API (upload limit, binding defaults).
+func WithAdmin(ao AdminOptions) Option {
+	return func(o *handlerOptions) { o.admin = ao }
+}
+
 // Handler returns the HTTP handler of the broker's HTTP listener.
-func Handler(b *broker.Broker, logger *slog.Logger) http.Handler {
+func Handler(b *broker.Broker, logger *slog.Logger, opts ...Option) http.Handler {
+	var ho handlerOptions
+	for _, o := range opts {
+		o(&ho)
+	}
+	if ho.admin.Logger == nil && logger != nil {
+		ho.admin.Logger = logger.With("api", "admin")
+	}
 	started := time.Now()
 	mux := http.NewServeMux()
+	// The admin REST API (filters and bindings) under /api/v1.
+	mountAdmin(mux, b, ho.admin)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{

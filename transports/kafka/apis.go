@@ -160,6 +160,9 @@ var errorMap = []struct {
 	{broker.ErrTimeout, kerr.RequestTimedOut.Code},
 	// Shutting down: retriable, the client refreshes metadata and retries.
 	{broker.ErrClosed, kerr.NotLeaderForPartition.Code},
+	// A produce filter said no (or failed under on_error reject): not
+	// retriable; the message says why.
+	{broker.ErrFilterRejected, kerr.PolicyViolation.Code},
 }
 
 // Error codes each response type may carry.
@@ -169,7 +172,7 @@ var (
 		kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.UnsupportedForMessageFormat.Code,
 		kerr.OutOfOrderSequenceNumber.Code, kerr.InvalidProducerEpoch.Code,
 		kerr.TransactionalIDAuthorizationFailed.Code, kerr.KafkaStorageError.Code,
-		kerr.RequestTimedOut.Code, kerr.UnknownTopicID.Code,
+		kerr.RequestTimedOut.Code, kerr.UnknownTopicID.Code, kerr.PolicyViolation.Code,
 	}
 	fetchCodes = []int16{
 		kerr.UnknownTopicOrPartition.Code, kerr.NotLeaderForPartition.Code, kerr.OffsetOutOfRange.Code,
@@ -192,9 +195,14 @@ var (
 )
 
 // errMessage is err's text for ErrorMessage fields, nil when err is nil.
+// A filter's rejection gives the filter's own message.
 func errMessage(err error) *string {
 	if err == nil {
 		return nil
+	}
+	var fe *broker.FilterError
+	if errors.As(err, &fe) {
+		return &fe.Message
 	}
 	s := err.Error()
 	return &s

@@ -41,6 +41,9 @@ func handleFetch(c *conn, kreq kmsg.Request) reply {
 		var terr error
 		if req.Version >= 13 {
 			info, err := c.s.b.TopicByID(rt.TopicID)
+			if err != nil {
+				info, err = c.s.b.ViewByID(rt.TopicID)
+			}
 			name, terr = info.Name, err
 		}
 		for _, rp := range rt.Partitions {

@@ -57,11 +57,18 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 		for _, info := range b.Topics() {
 			addTopic(info, nil, nil, [16]byte{})
 		}
+		// Filtered views are topics to clients (read-only).
+		for _, info := range b.Views() {
+			addTopic(info, nil, nil, [16]byte{})
+		}
 		return reply{resp: resp}
 	}
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
 			info, err := b.TopicByID(rt.TopicID)
+			if err != nil {
+				info, err = b.ViewByID(rt.TopicID)
+			}
 			if err != nil {
 				err = errUnknownTopicID
 			}
@@ -70,6 +77,11 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 		}
 		name := *rt.Topic
 		info, err := b.Topic(name)
+		if err != nil && errors.Is(err, broker.ErrUnknownTopic) {
+			if vi, verr := b.View(name); verr == nil {
+				info, err = vi, nil
+			}
+		}
 		if err != nil && errors.Is(err, broker.ErrUnknownTopic) {
 			if verr := broker.ValidTopicName(name); verr != nil {
 				err = verr

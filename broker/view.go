@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/samsa-broker/samsa/broker/record"
+	"github.com/samsa-broker/samsa/wasm"
+)
+
+// filterView runs the batches a fetch read from a view's source through
+// the view's filter and appends the result to dst. Every output batch spans
+// its source batch exactly (same base offset and last offset delta, the
+// source offsets of the records it keeps, the source codec), and a batch
+// whose records were all dropped becomes an empty batch, so that consumers
+// advance past what the view drops, as past a compacted batch.
+//
+// On a failure under OnError reject it stops: it returns what it made so
+// far, or the error if that is nothing.
+func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]byte, error) {
+	start := len(dst)
+	s := getScratch()
+	defer putScratch(s)
+	for len(raw) >= record.LengthFieldEnd {
+		n := record.LengthFieldEnd + int(int32(binary.BigEndian.Uint32(raw[8:])))
+		if n < record.HeaderSize || n > len(raw) {
+			break // a partial trailing batch: not sent
+		}
+		src := raw[:n]
+		raw = raw[n:]
+		bt, err := s.decode(src)
+		if err != nil {
+			if len(dst) > start {
+				return dst, nil
+			}
+			return dst, fmt.Errorf("view %q: %w: %v", bd.spec.View, ErrCorruptBatch, err)
+		}
+		if len(bt.Records) == 0 || bt.IsControl() {
+			dst = append(dst, src...)
+			continue
+		}
+		recs := s.toWasm(bt.Records, 0)
+		decs, skip, err := b.runFilter(s, bd, wasm.ConsumePath, bd.spec.Topic, partition, recs)
+		if skip {
+			dst = append(dst, src...)
+			continue
+		}
+		c := &bd.counters
+		if err != nil {
+			switch {
+			case bd.onError == OnErrorPass:
+				c.passed.Add(1)
+				dst = append(dst, src...)
+			case bd.onError == OnErrorDrop:
+				c.dropped.Add(int64(len(recs)))
+				dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
+			case bd.deadTo != "":
+				b.deadLetterView(bd, partition, recs, err)
+				dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
+			default:
+				c.rejected.Add(1)
+				if len(dst) > start {
+					return dst, nil
+				}
+				return dst, &FilterError{Binding: bd.id, Filter: bd.spec.Filter, Message: err.Error(), Err: err}
+			}
+			continue
+		}
+		// Kept and rewritten records are compacted to the front of recs,
+		// which nothing else refers to.
+		out := recs[:0]
+		var kept, rewritten, dropped int64
+		for i := range decs {
+			d := &decs[i]
+			r := recs[i]
+			switch d.Action {
+			case wasm.Keep:
+				kept++
+				out = append(out, r)
+			case wasm.Rewrite:
+				rewritten++
+				r.Key, r.Value, r.Headers = d.Key, d.Value, d.Headers
+				out = append(out, r)
+			default: // Drop; the host refuses the other actions on this path
+				dropped++
+			}
+		}
+		changed := rewritten > 0 || dropped > 0
+		c.kept.Add(kept)
+		c.rewritten.Add(rewritten)
+		c.dropped.Add(dropped)
+		if !changed {
+			dst = append(dst, src...)
+			continue
+		}
+		if len(out) == 0 {
+			dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
+			continue
+		}
+		s.batch = fromWasm(s.batch, out, 0, false)
+		dst, err = record.AppendBatch(dst, s.batch, record.EncodeOptions{
+			Codec:           bt.Codec(),
+			ProducerID:      bt.ProducerID,
+			ProducerEpoch:   bt.ProducerEpoch,
+			BaseSequence:    bt.BaseSequence,
+			LogAppendTime:   bt.IsLogAppendTime(),
+			Span:            true,
+			BaseOffset:      bt.BaseOffset,
+			LastOffsetDelta: bt.LastOffsetDelta,
+			MaxTimestamp:    bt.MaxTimestamp,
+		})
+		if err != nil {
+			return dst, fmt.Errorf("view %q: re-encode: %w", bd.spec.View, err)
+		}
+	}
+	return dst, nil
+}
+
+// deadLetterView appends a failed view batch's records to the dead-letter
+// topic. The view drops them; each read of the batch sends them again.
+func (b *Broker) deadLetterView(bd *binding, srcPart int32, recs []wasm.Record, cause error) {
+	t, err := b.routeTarget(bd.deadTo)
+	if err != nil {
+		b.logger.Warn("view: dead-letter topic unavailable", "binding", bd.id, "topic", bd.deadTo, "err", err)
+		return
+	}
+	byPart := make(map[*partition][]wasm.Record)
+	for _, r := range recs {
+		r.Offset = 0
+		tp := t.partitions[routePartition(r.Key, srcPart, len(t.partitions))]
+		byPart[tp] = append(byPart[tp], withFilterError(r, cause.Error()))
+	}
+	for tp, rs := range byPart {
+		if err := b.appendRecords(tp, rs, record.None); err != nil {
+			b.logger.Warn("view: dead-letter append failed", "binding", bd.id, "topic", bd.deadTo, "err", err)
+			continue
+		}
+		if tp.flushPolicy() == FlushAlways {
+			if _, err := tp.log.Sync(); err != nil {
+				b.logger.Warn("view: dead-letter fsync failed", "err", err)
+			}
+		}
+		tp.notify()
+	}
+	bd.counters.deadLettered.Add(int64(len(recs)))
+}

@@ -1,0 +1,36 @@
+// badcount keeps every record, unless a value is "badcount": then it returns one decision too many.
+package main
+
+import (
+	"github.com/samsa-broker/samsa/wasm/testdata/guest"
+)
+
+func main() {}
+
+//go:wasmexport samsa_abi_version
+func abiVersion() int32 { return 1 }
+
+//go:wasmexport samsa_alloc
+func alloc(size int32) uint32 { return guest.Alloc(size) }
+
+//go:wasmexport samsa_init
+func initf(ptr, n uint32) int32 { guest.Init(n); return 0 }
+
+//go:wasmexport samsa_filter
+func filter(ptr, n uint32) int64 {
+	b := guest.Parse(n)
+	for i := range b.Records {
+		if string(b.Records[i].Value) == "badcount" {
+			o := guest.Start(len(b.Records) + 1)
+			for range len(b.Records) + 1 {
+				o.Keep()
+			}
+			return o.Result()
+		}
+	}
+	o := guest.Start(len(b.Records))
+	for range b.Records {
+		o.Keep()
+	}
+	return o.Result()
+}
