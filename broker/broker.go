@@ -99,6 +99,8 @@ type Broker struct {
 	fset     atomic.Pointer[filterSet]
 	flog     *filterLogger
 	retiring sync.WaitGroup
+	// subs holds the pools of per-subscription consume filters.
+	subs subFilters
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -50,7 +50,7 @@ func idempotentBatch(t *testing.T, pid int64, epoch int16, seq int32, values ...
 	t.Helper()
 	recs := make([]record.Record, len(values))
 	for i, v := range values {
-		recs[i] = record.Record{Timestamp: 1000, Value: []byte(v)}
+		recs[i] = record.Record{Timestamp: nowMs(), Value: []byte(v)}
 	}
 	b, err := record.AppendBatch(nil, recs, record.EncodeOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq})
 	if err != nil {

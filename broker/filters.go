@@ -626,6 +626,7 @@ func (b *Broker) restoreBindings(mbs []metaBinding) {
 // closeFilters closes every pool once the runs on them finish.
 // Batches that still arrive fail by their binding's policy.
 func (b *Broker) closeFilters() {
+	b.closeSubFilters()
 	for _, bd := range b.bindingList() {
 		b.swapPool(bd, &poolRef{err: fmt.Errorf("filter %q: %w", bd.spec.Filter, ErrClosed)})
 	}
@@ -1245,6 +1246,16 @@ func newFilterLogger(b *Broker) *filterLogger {
 }
 
 func (l *filterLogger) enqueue(bd *binding, version int, lines []wasm.LogLine) {
+	l.enqueueFor(bd.spec.Filter, bd.id, version, lines)
+}
+
+// enqueueSub queues the log lines of a per-subscription filter, which has
+// no binding.
+func (l *filterLogger) enqueueSub(filter string, version int, lines []wasm.LogLine) {
+	l.enqueueFor(filter, "subscription", version, lines)
+}
+
+func (l *filterLogger) enqueueFor(filter, bindingID string, version int, lines []wasm.LogLine) {
 	if l == nil {
 		return
 	}
@@ -1252,7 +1263,7 @@ func (l *filterLogger) enqueue(bd *binding, version int, lines []wasm.LogLine) {
 	v := fmt.Sprint(version)
 	for _, ln := range lines {
 		select {
-		case l.ch <- filterLogLine{filter: bd.spec.Filter, binding: bd.id, version: v, stream: ln.Stream, line: ln.Line, ts: now}:
+		case l.ch <- filterLogLine{filter: filter, binding: bindingID, version: v, stream: ln.Stream, line: ln.Line, ts: now}:
 		default:
 			l.dropped.Add(1)
 		}

@@ -128,7 +128,7 @@ func keyedBatch(t testing.TB, c record.Codec, kvs ...string) []byte {
 	t.Helper()
 	recs := make([]record.Record, len(kvs))
 	for i, kv := range kvs {
-		recs[i] = record.Record{Timestamp: 1000 + int64(i), Value: []byte(kv)}
+		recs[i] = record.Record{Timestamp: nowMs() + int64(i), Value: []byte(kv)} // recent: retention keeps it
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			recs[i].Key, recs[i].Value = []byte(k), []byte(v)
 		}
@@ -772,7 +772,7 @@ func benchProduce(b *testing.B, name string, flush FlushPolicy, bound bool) {
 		}
 		recs := make([]record.Record, 100)
 		for i := range recs {
-			recs[i] = record.Record{Timestamp: 1000, Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte("v"), 100)}
+			recs[i] = record.Record{Timestamp: nowMs(), Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte("v"), 100)}
 		}
 		data, _ := record.AppendBatch(nil, recs, record.EncodeOptions{})
 		buf := make([]byte, len(data))
@@ -796,7 +796,7 @@ func BenchmarkFetchView(b *testing.B) {
 	bind(b, br, BindingSpec{Filter: "keep", View: "v", Topic: "t"})
 	recs := make([]record.Record, 100)
 	for i := range recs {
-		recs[i] = record.Record{Timestamp: 1000, Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte("v"), 100)}
+		recs[i] = record.Record{Timestamp: nowMs(), Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte("v"), 100)}
 	}
 	data, _ := record.AppendBatch(nil, recs, record.EncodeOptions{})
 	for i := 0; i < 100; i++ {

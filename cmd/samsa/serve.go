@@ -19,6 +19,7 @@ import (
 	"github.com/samsa-broker/samsa/config"
 	samsahttp "github.com/samsa-broker/samsa/transports/http"
 	"github.com/samsa-broker/samsa/transports/kafka"
+	"github.com/samsa-broker/samsa/transports/websocket"
 	"github.com/samsa-broker/samsa/wasm"
 )
 
@@ -142,12 +143,22 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		MaxFrameBytes:  cfg.Kafka.MaxFrameBytes,
 		Logger:         logger.With("listener", "kafka"),
 	})
+	ws := websocket.New(b, websocket.Options{
+		AllowedOrigins:   cfg.WebSocket.AllowedOrigins.List(),
+		TrustProxy:       cfg.WebSocket.TrustProxy,
+		MaxFrameBytes:    cfg.WebSocket.MaxFrameBytes,
+		MaxSubscriptions: cfg.WebSocket.MaxSubscriptions,
+		MaxPendingBytes:  cfg.WebSocket.MaxPendingBytes,
+		MaxConnections:   cfg.WebSocket.MaxConnections,
+		Filter:           b,
+		Logger:           logger.With("listener", "websocket"),
+	})
 	hs := &nethttp.Server{
 		Handler: samsahttp.Handler(b, logger, samsahttp.WithAdmin(samsahttp.AdminOptions{
 			MaxModuleBytes:     cfg.Filters.MaxModuleBytes,
 			DefaultMemoryPages: cfg.Filters.DefaultMemoryPages,
 			DefaultTimeout:     time.Duration(cfg.Filters.DefaultTimeoutMs) * time.Millisecond,
-		})),
+		}), samsahttp.WithWebSocket(ws)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -181,6 +192,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	cancel()
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer shutCancel()
+	// Hijacked WebSocket connections are not closed by Shutdown: close
+	// them (1012, service restart) first.
+	ws.Close()
 	_ = hs.Shutdown(shutCtx)
 	if err := ks.Close(); err != nil {
 		logger.Warn("close kafka listener", "err", err)

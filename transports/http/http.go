@@ -1,6 +1,6 @@
 // Package http serves samsa's HTTP listener: health, the admin REST API
-// (/api/v1, admin.go); the WebSocket transport, metrics and the console
-// mount here later.
+// (/api/v1, admin.go) and the WebSocket transport (/ws); metrics and the
+// console mount here later.
 package http
 
 import (
@@ -18,6 +18,12 @@ type Option func(*handlerOptions)
 
 type handlerOptions struct {
 	admin AdminOptions
+	ws    http.Handler
+}
+
+// WithWebSocket mounts the WebSocket transport at /ws.
+func WithWebSocket(h http.Handler) Option {
+	return func(o *handlerOptions) { o.ws = h }
 }
 
 // WithAdmin configures the admin API (upload limit, binding defaults).
@@ -38,6 +44,9 @@ func Handler(b *broker.Broker, logger *slog.Logger, opts ...Option) http.Handler
 	mux := http.NewServeMux()
 	// The admin REST API (filters and bindings) under /api/v1.
 	mountAdmin(mux, b, ho.admin)
+	if ho.ws != nil {
+		mux.Handle("/ws", ho.ws)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{

@@ -90,7 +90,7 @@ func toProto(err error) *protoError {
 		return errf(codeTooLarge, "%v", err)
 	case errors.Is(err, broker.ErrFilterRejected):
 		return errf(codeRejected, "%v", err)
-	case errors.Is(err, ErrFilterNotFound):
+	case errors.Is(err, ErrFilterNotFound), errors.Is(err, broker.ErrUnknownFilter):
 		return errf(codeNotFound, "%v", err)
 	case errors.Is(err, broker.ErrDiskFull), errors.Is(err, broker.ErrStorage), errors.Is(err, broker.ErrClosed),
 		errors.Is(err, broker.ErrTimeout), errors.Is(err, broker.ErrFiltersDisabled), errors.Is(err, ErrFilterUnavailable),
