@@ -80,7 +80,7 @@ func openFilters(t testing.TB, dataDir string, mod func(*Options)) *Broker {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	host, err := wasm.NewHost(context.Background(), wasm.Options{Dir: filepath.Join(dataDir, "filters")})
+	host, err := wasm.NewHost(context.Background(), wasm.Options{Dir: filepath.Join(dataDir, "filters"), Interpreter: raceEnabled})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +643,7 @@ func TestBindingsSurviveRestart(t *testing.T) {
 	// A broker whose host lost the modules still opens; the bindings fail
 	// their batches by their policies (reject on produce, pass on views).
 	other := t.TempDir()
-	host, err := wasm.NewHost(context.Background(), wasm.Options{Dir: other})
+	host, err := wasm.NewHost(context.Background(), wasm.Options{Dir: other, Interpreter: raceEnabled})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1110,6 +1110,7 @@ func filterTest(ctx context.Context, env *cliEnv, args []string) error {
 	batch := fs.Int("batch", 0, "records per call (0: all records in one batch)")
 	pages := fs.Uint("memory-pages", 0, "memory limit in 64 KiB pages (0: 256)")
 	timeout := fs.Duration("timeout", 0, "time limit per batch (0: 100ms)")
+	interp := fs.Bool("interpreter", false, "run on wazero's interpreter instead of compiling the module (starts at once, runs slower)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -1178,7 +1179,7 @@ func filterTest(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("filter test: %s holds no records", *input)
 	}
 
-	host, err := wasm.NewHost(ctx, wasm.Options{})
+	host, err := wasm.NewHost(ctx, wasm.Options{Interpreter: *interp})
 	if err != nil {
 		return fmt.Errorf("filter test: %w", err)
 	}

@@ -147,6 +147,10 @@ func TestFilterKind(t *testing.T) {
 // runFilterCLI runs `samsa filter args...` with SAMSA_ADMIN set to admin.
 func runFilterCLI(t *testing.T, ctx context.Context, admin, brokers, stdin string, args ...string) cliResult {
 	t.Helper()
+	if raceEnabled && len(args) > 0 && args[0] == "test" {
+		// Compiling a Go guest under the race detector takes minutes.
+		args = append(args, "--interpreter")
+	}
 	var out, errb bytes.Buffer
 	env := &cliEnv{
 		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
@@ -342,7 +346,7 @@ func startFilterBroker(t *testing.T) (string, string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	host, err := wasm.NewHost(ctx, wasm.Options{Dir: filepath.Join(dir, "filters")})
+	host, err := wasm.NewHost(ctx, wasm.Options{Dir: filepath.Join(dir, "filters"), Interpreter: raceEnabled})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -378,7 +378,7 @@ func TestModules(t *testing.T) {
 		"validate":  buildValidate,
 	}
 	ctx := context.Background()
-	h, err := wasm.NewHost(ctx, wasm.Options{})
+	h, err := wasm.NewHost(ctx, wasm.Options{Interpreter: raceEnabled})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestWasmGlue(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	h, err := wasm.NewHost(ctx, wasm.Options{})
+	h, err := wasm.NewHost(ctx, wasm.Options{Interpreter: raceEnabled})
 	if err != nil {
 		t.Fatal(err)
 	}
