@@ -135,8 +135,13 @@ func (b *Broker) readAll(req FetchRequest, parts []*partition, views []*binding,
 				r.Err = storageError(err)
 			}
 			if views != nil && views[i] != nil && len(data) > 0 {
-				out, verr := b.filterView(views[i], fp.Partition, data, b.readBuf(nil))
-				b.recycle(data)
+				buf := b.readBuf(nil)
+				out, inPlace, verr := b.filterView(views[i], fp.Partition, data, buf)
+				if inPlace {
+					b.recycle(buf)
+				} else {
+					b.recycle(data)
+				}
 				data = out
 				if verr != nil && r.Err == nil {
 					r.Err = verr

@@ -17,8 +17,28 @@ import (
 //
 // On a failure under OnError reject it stops: it returns what it made so
 // far, or the error if that is nothing.
-func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]byte, error) {
-	start := len(dst)
+//
+// Batches the filter keeps whole are not copied: until the first batch that
+// changes, the output is raw itself, and inPlace reports that the result
+// is (a prefix of) raw rather than dst.
+func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) (out []byte, inPlace bool, err error) {
+	orig := raw
+	pos := 0         // bytes of orig handled so far
+	changed := false // whether dst holds the output (else orig[:pos] is it)
+	// change switches the output to dst, copying the unchanged batches
+	// before the current one.
+	change := func(batchStart int) {
+		if !changed {
+			dst = append(dst, orig[:batchStart]...)
+			changed = true
+		}
+	}
+	result := func(e error) ([]byte, bool, error) {
+		if changed {
+			return dst, false, e
+		}
+		return orig[:pos], true, e
+	}
 	s := getScratch()
 	defer putScratch(s)
 	for len(raw) >= record.LengthFieldEnd {
@@ -28,21 +48,28 @@ func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]by
 		}
 		src := raw[:n]
 		raw = raw[n:]
+		batchStart := pos
+		pos += n
 		bt, err := s.decode(src)
 		if err != nil {
-			if len(dst) > start {
-				return dst, nil
+			pos = batchStart
+			if changed || pos > 0 {
+				return result(nil)
 			}
-			return dst, fmt.Errorf("view %q: %w: %v", bd.spec.View, ErrCorruptBatch, err)
+			return result(fmt.Errorf("view %q: %w: %v", bd.spec.View, ErrCorruptBatch, err))
 		}
 		if len(bt.Records) == 0 || bt.IsControl() {
-			dst = append(dst, src...)
+			if changed {
+				dst = append(dst, src...)
+			}
 			continue
 		}
 		recs := s.toWasm(bt.Records, 0)
 		decs, skip, err := b.runFilter(s, bd, wasm.ConsumePath, bd.spec.Topic, partition, recs)
 		if skip {
-			dst = append(dst, src...)
+			if changed {
+				dst = append(dst, src...)
+			}
 			continue
 		}
 		c := &bd.counters
@@ -50,25 +77,30 @@ func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]by
 			switch {
 			case bd.onError == OnErrorPass:
 				c.passed.Add(1)
-				dst = append(dst, src...)
+				if changed {
+					dst = append(dst, src...)
+				}
 			case bd.onError == OnErrorDrop:
 				c.dropped.Add(int64(len(recs)))
+				change(batchStart)
 				dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
 			case bd.deadTo != "":
 				b.deadLetterView(bd, partition, recs, err)
+				change(batchStart)
 				dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
 			default:
 				c.rejected.Add(1)
-				if len(dst) > start {
-					return dst, nil
+				pos = batchStart
+				if changed || pos > 0 {
+					return result(nil)
 				}
-				return dst, &FilterError{Binding: bd.id, Filter: bd.spec.Filter, Message: err.Error(), Err: err}
+				return result(&FilterError{Binding: bd.id, Filter: bd.spec.Filter, Message: err.Error(), Err: err})
 			}
 			continue
 		}
 		// Kept and rewritten records are compacted to the front of recs,
 		// which nothing else refers to.
-		out := recs[:0]
+		keep := recs[:0]
 		var kept, rewritten, dropped int64
 		for i := range decs {
 			d := &decs[i]
@@ -76,28 +108,30 @@ func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]by
 			switch d.Action {
 			case wasm.Keep:
 				kept++
-				out = append(out, r)
+				keep = append(keep, r)
 			case wasm.Rewrite:
 				rewritten++
 				r.Key, r.Value, r.Headers = d.Key, d.Value, d.Headers
-				out = append(out, r)
+				keep = append(keep, r)
 			default: // Drop; the host refuses the other actions on this path
 				dropped++
 			}
 		}
-		changed := rewritten > 0 || dropped > 0
 		c.kept.Add(kept)
 		c.rewritten.Add(rewritten)
 		c.dropped.Add(dropped)
-		if !changed {
-			dst = append(dst, src...)
+		if !(rewritten > 0 || dropped > 0) {
+			if changed {
+				dst = append(dst, src...)
+			}
 			continue
 		}
-		if len(out) == 0 {
+		change(batchStart)
+		if len(keep) == 0 {
 			dst = record.AppendEmptyBatch(dst, bt.BaseOffset, bt.LastOffsetDelta, bt.MaxTimestamp)
 			continue
 		}
-		s.batch = fromWasm(s.batch, out, 0, false)
+		s.batch = fromWasm(s.batch, keep, 0, false)
 		dst, err = record.AppendBatch(dst, s.batch, record.EncodeOptions{
 			Codec:           bt.Codec(),
 			ProducerID:      bt.ProducerID,
@@ -110,10 +144,10 @@ func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) ([]by
 			MaxTimestamp:    bt.MaxTimestamp,
 		})
 		if err != nil {
-			return dst, fmt.Errorf("view %q: re-encode: %w", bd.spec.View, err)
+			return dst, false, fmt.Errorf("view %q: re-encode: %w", bd.spec.View, err)
 		}
 	}
-	return dst, nil
+	return result(nil)
 }
 
 // deadLetterView appends a failed view batch's records to the dead-letter
