@@ -1,0 +1,698 @@
+import { backoffDelay } from "./backoff.js";
+import { encodeHeaders, encodeValue, toBase64, type HeadersInit, type Value } from "./codec.js";
+import { ConnectionClosedError, SamsaError, TimeoutError } from "./errors.js";
+import {
+  Subscription,
+  type CommitOffsets,
+  type SamsaRecord,
+  type SubHost,
+  type SubscribeOptions,
+} from "./subscription.js";
+
+/** The subprotocol this SDK speaks. */
+export const SUBPROTOCOL = "samsa.v1";
+
+/** The part of the WebSocket API the client uses (browsers' and ws's). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  terminate?(): void;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+}
+export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike;
+
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface ClientOptions {
+  /** Reconnect (jittered exponential backoff) and resume. Default true. */
+  reconnect?: boolean;
+  /** Backoff bounds: full jitter in [0, min(maxMs, initialMs·2^attempt)). Defaults 100 ms and 10 s. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** How long connect() waits for the first connection (retrying when reconnect is on). Default 30 s. */
+  connectTimeoutMs?: number;
+  /** Deadline of a request (produce: from the produce() call, across reconnects). Default 30 s. */
+  requestTimeoutMs?: number;
+  /**
+   * App-level heartbeat: when nothing was received for this long, send a
+   * `ping` op; no reply within pingTimeoutMs drops the link (and reconnects).
+   * Default 15 s; 0 disables.
+   */
+  pingIntervalMs?: number;
+  /** Default 10 s. */
+  pingTimeoutMs?: number;
+  /**
+   * Produce requests sent but not acknowledged when the link drops are sent
+   * again after the reconnect (at-least-once: a record whose ack was lost may
+   * be appended twice). false: they fail with ConnectionClosedError and only
+   * records not yet sent wait for the reconnect. Default true.
+   */
+  resendOnReconnect?: boolean;
+  /**
+   * Records produced and not yet acknowledged (queued, in flight) at most;
+   * beyond, produce() fails: with ConnectionClosedError while disconnected,
+   * with SamsaError "limit" while connected. Default 10000.
+   */
+  maxBufferedRecords?: number;
+  /** Records per produce op. Default 1000. */
+  maxBatchRecords?: number;
+  /** Produce ops in flight per connection. Default 32. */
+  maxInflight?: number;
+  /** Wait this long to batch produce() calls; 0 (default): records of the same tick. */
+  lingerMs?: number;
+  /** Produce strings as JSON strings (encoding "json") instead of text. Default false. */
+  jsonStrings?: boolean;
+  /** WebSocket implementation; default globalThis.WebSocket, else the `ws` package. */
+  WebSocket?: WebSocketConstructor;
+  /** Random source of the jitter (tests). */
+  random?: () => number;
+  onStateChange?: (state: ConnectionState, err?: Error) => void;
+}
+
+export interface ProduceRecord {
+  key?: string | Uint8Array | null;
+  value: Value;
+  headers?: HeadersInit;
+  partition?: number;
+  timestamp?: number | Date;
+}
+
+export interface ProduceResult {
+  partition: number;
+  offset: number;
+}
+
+export interface StandaloneCommit {
+  group: string;
+  topic: string;
+  offsets: CommitOffsets;
+}
+
+interface Entry {
+  topic: string;
+  json: string;
+  bytes: number;
+  resolve: (r: ProduceResult) => void;
+  reject: (e: unknown) => void;
+  settled: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+  lastError?: SamsaError;
+}
+
+interface Pending {
+  resolve: (msg: any) => void;
+  reject: (e: unknown) => void;
+  timer?: ReturnType<typeof setTimeout>;
+  entries?: Entry[];
+}
+
+const FATAL_CLOSES = new Set([1008, 4001]);
+
+async function defaultWebSocket(): Promise<WebSocketConstructor> {
+  const g = (globalThis as any).WebSocket;
+  if (g) return g;
+  try {
+    const m: any = await import("ws" as string);
+    return m.WebSocket ?? m.default;
+  } catch {
+    throw new SamsaError("internal", "no global WebSocket: install the 'ws' package");
+  }
+}
+
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return n;
+}
+
+function normalizeOffsets(o: CommitOffsets): Array<{ partition: number; offset: number; metadata?: string }> {
+  return Array.isArray(o) ? o : Object.entries(o).map(([p, offset]) => ({ partition: +p, offset }));
+}
+
+/** Connects to a samsa broker's WebSocket endpoint (ws://host:8080/ws). */
+export async function connect(url: string, options: ClientOptions = {}): Promise<Client> {
+  const c = new Client(url, options);
+  await c.connected;
+  return c;
+}
+
+export class Client implements SubHost {
+  readonly url: string;
+  /** Resolves once the first connection is up; rejects if it never comes. */
+  readonly connected: Promise<void>;
+  /** The server's `hello` of the current connection. */
+  hello?: { session: string; limits?: { max_frame_bytes?: number; max_subscriptions?: number }; [k: string]: unknown };
+
+  private readonly o: Required<Omit<ClientOptions, "WebSocket" | "onStateChange" | "backoff">> & ClientOptions;
+  private ctor?: WebSocketConstructor;
+  private ws?: WebSocketLike;
+  private _state: ConnectionState = "connecting";
+  private ready = false;
+  private attempt = 0;
+  private nextId = 1;
+  private subSeq = 0;
+  private pending = new Map<number, Pending>();
+  private subs = new Map<string, Subscription<any>>();
+  private queue: Entry[] = [];
+  private buffered = 0;
+  private inflight = 0;
+  private flushScheduled = false;
+  private reconnectTimer?: ReturnType<typeof setTimeout>;
+  private pingTimer?: ReturnType<typeof setInterval>;
+  private lastRecv = 0;
+  private pinging = false;
+  private readyWaiters: Array<() => void> = [];
+  private connectedRes!: [() => void, (e: unknown) => void];
+  private closing = false;
+  private closeErr?: ConnectionClosedError;
+  private socketClosed?: () => void;
+
+  constructor(url: string, options: ClientOptions = {}) {
+    this.url = url;
+    this.o = {
+      reconnect: true,
+      connectTimeoutMs: 30_000,
+      requestTimeoutMs: 30_000,
+      pingIntervalMs: 15_000,
+      pingTimeoutMs: 10_000,
+      resendOnReconnect: true,
+      maxBufferedRecords: 10_000,
+      maxBatchRecords: 1000,
+      maxInflight: 32,
+      lingerMs: 0,
+      jsonStrings: false,
+      random: Math.random,
+      ...options,
+    };
+    this.connected = new Promise((a, b) => (this.connectedRes = [a, b]));
+    this.connected.catch(() => {});
+    const t = setTimeout(() => {
+      if (!this.hello) this.shutdown(new TimeoutError(`no connection to ${url} within ${this.o.connectTimeoutMs} ms`));
+    }, this.o.connectTimeoutMs);
+    this.connected.then(
+      () => clearTimeout(t),
+      () => clearTimeout(t),
+    );
+    void this.open();
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  private setState(s: ConnectionState, err?: Error): void {
+    if (this._state === s) return;
+    this._state = s;
+    this.o.onStateChange?.(s, err);
+  }
+
+  // ---- connection ----
+
+  private async open(): Promise<void> {
+    try {
+      this.ctor ??= this.o.WebSocket ?? (await defaultWebSocket());
+    } catch (e) {
+      this.shutdown(e as SamsaError);
+      return;
+    }
+    if (this.closing) return;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.ctor(this.url, SUBPROTOCOL);
+    } catch (e) {
+      this.shutdown(new ConnectionClosedError(`cannot open ${this.url}: ${(e as Error).message}`));
+      return;
+    }
+    this.ws = ws;
+    ws.onmessage = (ev) => {
+      if (this.ws === ws && typeof ev.data === "string") this.onMessage(ev.data);
+    };
+    ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
+    ws.onerror = () => {}; // a close event follows
+  }
+
+  private onClose(ws: WebSocketLike, code: number, reason: string): void {
+    ws.onclose = ws.onmessage = ws.onerror = null;
+    if (this.ws !== ws) return;
+    this.ws = undefined;
+    this.ready = false;
+    this.hello = undefined;
+    clearInterval(this.pingTimer);
+    this.pinging = false;
+    const err = new ConnectionClosedError(`connection closed (${code}${reason ? " " + reason : ""})`, code, reason);
+    // Requests in flight: produce ops go back to the queue (or fail), the rest fail.
+    const resend: Entry[] = [];
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      if (p.entries) {
+        this.inflight--;
+        if (this.o.resendOnReconnect && !this.closing) resend.push(...p.entries);
+        else this.rejectEntries(p.entries, err);
+      } else p.reject(err);
+    }
+    this.queue = resend.concat(this.queue);
+    for (const s of this.subs.values()) s.onDisconnect();
+    this.socketClosed?.();
+    if (this.closing) return;
+    if (!this.o.reconnect || FATAL_CLOSES.has(code)) {
+      this.shutdown(err);
+      return;
+    }
+    this.setState("reconnecting", err);
+    const delay = backoffDelay(this.attempt++, this.o.backoff?.initialMs, this.o.backoff?.maxMs, this.o.random);
+    this.reconnectTimer = setTimeout(() => void this.open(), delay);
+  }
+
+  /** Drops the current link as if it failed (the client reconnects when it may). */
+  private dropLink(reason: string): void {
+    const ws = this.ws;
+    if (!ws) return;
+    try {
+      if (ws.terminate) ws.terminate();
+      else ws.close(4000, reason);
+    } catch {
+      /* already closed */
+    }
+    this.onClose(ws, 1006, reason);
+  }
+
+  private onMessage(data: string): void {
+    this.lastRecv = Date.now();
+    let m: any;
+    try {
+      m = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const sub = typeof m.sub === "string" ? this.subs.get(m.sub) : undefined;
+    const p = m.id !== undefined ? this.pending.get(m.id) : undefined;
+    switch (m.type) {
+      case "hello":
+        this.onHello(m);
+        return;
+      case "records":
+        sub?.onRecords(m.records ?? []);
+        return;
+      case "assigned":
+        sub?.onAssigned(m.partitions ?? [], m.generation);
+        return;
+      case "revoked":
+        sub?.onRevoked((m.partitions ?? []).map((x: { partition: number }) => x.partition));
+        return;
+      case "reset":
+        sub?.onReset(m.partition, m.offset);
+        return;
+      case "error": {
+        const e = new SamsaError(m.code ?? "internal", m.message ?? m.code, m.sub);
+        if (p) this.settle(m.id, p, e);
+        else if (sub) {
+          this.subs.delete(sub.name);
+          sub.fail(e);
+        }
+        return;
+      }
+    }
+    if (p) this.settle(m.id, p, undefined, m);
+  }
+
+  private settle(id: number, p: Pending, err?: SamsaError, msg?: any): void {
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    if (!p.entries) {
+      if (err) p.reject(err);
+      else p.resolve(msg);
+      return;
+    }
+    this.inflight--;
+    if (err) {
+      if (err.code === "unavailable" && this.o.resendOnReconnect) {
+        // Temporarily unable (broker closing, storage): retry until the records' deadline.
+        for (const e of p.entries) e.lastError = err;
+        const again = p.entries;
+        setTimeout(() => {
+          if (this.closeErr) return this.rejectEntries(again, again[0].lastError);
+          this.queue = again.concat(this.queue);
+          this.scheduleFlush();
+        }, 50 + backoffDelay(2, 100, 1000, this.o.random));
+      } else this.rejectEntries(p.entries, err);
+    } else {
+      const res: ProduceResult[] = msg?.results ?? [];
+      p.entries.forEach((e, i) => {
+        this.buffered--;
+        if (e.settled) return;
+        e.settled = true;
+        clearTimeout(e.timer);
+        e.resolve(res[i]);
+      });
+    }
+    this.scheduleFlush();
+  }
+
+  private onHello(m: any): void {
+    this.hello = m;
+    this.ready = true;
+    this.attempt = 0;
+    this.lastRecv = Date.now();
+    this.setState("open");
+    this.connectedRes[0]();
+    if (this.o.pingIntervalMs > 0) {
+      this.pingTimer = setInterval(() => this.heartbeat(), Math.max(10, this.o.pingIntervalMs / 2));
+    }
+    for (const s of this.subs.values()) if (!s.ended) this.subscribeSub(s);
+    const ws = this.readyWaiters;
+    this.readyWaiters = [];
+    ws.forEach((f) => f());
+    this.scheduleFlush();
+  }
+
+  private heartbeat(): void {
+    if (!this.ready || this.pinging || Date.now() - this.lastRecv < this.o.pingIntervalMs) return;
+    this.pinging = true;
+    const ws = this.ws;
+    this.request({ op: "ping" }, this.o.pingTimeoutMs).then(
+      () => (this.pinging = false),
+      (e) => {
+        this.pinging = false;
+        if (e instanceof TimeoutError && this.ws === ws) this.dropLink("ping timeout");
+      },
+    );
+  }
+
+  /** @internal */
+  send(msg: object): boolean {
+    if (!this.ready || !this.ws) return false;
+    try {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private whenReady(deadline: number): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    if (this.closeErr) return Promise.reject(this.closeErr);
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => rej(new TimeoutError("not connected")), Math.max(0, deadline - Date.now()));
+      this.readyWaiters.push(() => {
+        clearTimeout(t);
+        if (this.closeErr) rej(this.closeErr);
+        else res();
+      });
+    });
+  }
+
+  /** Sends a request and resolves with its reply (waits for a connection first). */
+  private async request(msg: Record<string, unknown>, timeoutMs = this.o.requestTimeoutMs): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    await this.whenReady(deadline);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const p: Pending = { resolve, reject };
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`${msg.op}: no reply within ${timeoutMs} ms`));
+      }, Math.max(1, deadline - Date.now()));
+      this.pending.set(id, p);
+      if (!this.send({ ...msg, id })) {
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        reject(new ConnectionClosedError("not connected"));
+      }
+    });
+  }
+
+  // ---- produce ----
+
+  /**
+   * Produces one record; resolves with its partition and offset once the
+   * broker acknowledged it (acks "all"). Records produced in the same tick
+   * (or within lingerMs) go in one produce op per topic.
+   */
+  produce(topic: string, record: ProduceRecord): Promise<ProduceResult> {
+    return new Promise((resolve, reject) => {
+      if (this.closeErr || this.closing) return reject(this.closeErr ?? new ConnectionClosedError("client closed", 1000));
+      const [value, encoding] = encodeValue(record.value, this.o.jsonStrings);
+      const r: Record<string, unknown> = { value };
+      if (encoding !== "json") r.encoding = encoding;
+      const k = record.key;
+      if (k instanceof Uint8Array) {
+        r.key = toBase64(k);
+        r.key_encoding = "base64";
+      } else if (k != null) r.key = k;
+      if (record.headers) r.headers = encodeHeaders(record.headers);
+      if (record.partition !== undefined) r.partition = record.partition;
+      if (record.timestamp !== undefined) r.timestamp = +record.timestamp;
+      const json = JSON.stringify(r);
+      const bytes = utf8Length(json);
+      if (bytes + 200 + topic.length > this.maxFrame()) {
+        return reject(new SamsaError("too_large", `record of ${bytes} bytes exceeds the frame limit ${this.maxFrame()}`));
+      }
+      if (this.buffered >= this.o.maxBufferedRecords) {
+        return reject(
+          this.ready
+            ? new SamsaError("limit", `more than ${this.o.maxBufferedRecords} records wait for acks`)
+            : new ConnectionClosedError(`disconnected and ${this.o.maxBufferedRecords} records wait already`),
+        );
+      }
+      const e: Entry = { topic, json, bytes, resolve, reject, settled: false };
+      e.timer = setTimeout(() => {
+        if (e.settled) return;
+        e.settled = true;
+        const i = this.queue.indexOf(e);
+        if (i >= 0) {
+          this.queue.splice(i, 1);
+          this.buffered--;
+        }
+        reject(e.lastError ?? new TimeoutError(`produce to ${topic}: no ack within ${this.o.requestTimeoutMs} ms`));
+      }, this.o.requestTimeoutMs);
+      this.buffered++;
+      this.queue.push(e);
+      this.scheduleFlush();
+    });
+  }
+
+  private maxFrame(): number {
+    return this.hello?.limits?.max_frame_bytes ?? 1 << 20;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const run = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    if (this.o.lingerMs > 0) setTimeout(run, this.o.lingerMs);
+    else queueMicrotask(run);
+  }
+
+  private flush(): void {
+    while (this.ready && this.inflight < this.o.maxInflight && this.queue.length) {
+      const topic = this.queue[0].topic;
+      const head = `{"op":"produce","id":${this.nextId},"topic":${JSON.stringify(topic)},"records":[`;
+      const limit = this.maxFrame() - 16;
+      let size = head.length + 2;
+      let full = false;
+      const batch: Entry[] = [];
+      const rest: Entry[] = [];
+      for (const e of this.queue) {
+        if (e.settled) {
+          this.buffered--;
+          continue;
+        }
+        if (e.topic !== topic) rest.push(e);
+        else if (full || batch.length >= this.o.maxBatchRecords || size + e.bytes + 1 > limit) {
+          full = true;
+          rest.push(e);
+        } else {
+          batch.push(e);
+          size += e.bytes + 1;
+        }
+      }
+      this.queue = rest;
+      if (!batch.length) continue;
+      const id = this.nextId++;
+      const p: Pending = { resolve: noop, reject: noop, entries: batch };
+      this.pending.set(id, p);
+      this.inflight++;
+      try {
+        this.ws!.send(head + batch.map((e) => e.json).join(",") + "]}");
+      } catch {
+        // The close event puts the batch back (or fails it).
+      }
+    }
+  }
+
+  private rejectEntries(entries: Entry[], err: unknown): void {
+    for (const e of entries) {
+      this.buffered--;
+      if (e.settled) continue;
+      e.settled = true;
+      clearTimeout(e.timer);
+      e.reject(err);
+    }
+  }
+
+  // ---- subscribe ----
+
+  /**
+   * Subscribes to a topic. Iterate the result (`for await`), or pass a
+   * callback (which may return a promise: the next record waits for it).
+   */
+  subscribe<V = unknown>(topic: string, options: SubscribeOptions = {}, onRecord?: (r: SamsaRecord<V>) => unknown): Subscription<V> {
+    const s = new Subscription<V>(this, `s${++this.subSeq}`, topic, options, onRecord);
+    if (this.closeErr || this.closing) {
+      s.fail(this.closeErr ?? new ConnectionClosedError("client closed", 1000));
+      return s;
+    }
+    this.subs.set(s.name, s);
+    if (this.ready) this.subscribeSub(s);
+    return s;
+  }
+
+  /** @internal (re)subscribes s on the current connection. */
+  subscribeSub(s: Subscription<any>): void {
+    const id = this.nextId++;
+    const ws = this.ws;
+    const p: Pending = {
+      resolve: (m) => s.onSubscribed(m.partitions ?? []),
+      reject: (e) => {
+        if (!(e instanceof SamsaError) || this.ws !== ws || s.ended) return;
+        if (s.started && e.code === "unavailable") {
+          // Resubscribing while the broker is not ready yet: try again on this connection.
+          setTimeout(() => this.ws === ws && !s.ended && this.subscribeSub(s), 200 + backoffDelay(3, 100, 2000, this.o.random));
+        } else {
+          this.subs.delete(s.name);
+          s.fail(e);
+        }
+      },
+    };
+    p.timer = setTimeout(() => {
+      // An unanswered subscribe: the link is unusable; reconnect and resubscribe.
+      if (this.ws === ws) this.dropLink("subscribe timeout");
+    }, this.o.requestTimeoutMs);
+    this.pending.set(id, p);
+    if (!this.send(s.subscribeOp(id))) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+    }
+  }
+
+  /** @internal */
+  async unsubscribeSub(s: Subscription<any>): Promise<void> {
+    s.end();
+    if (this.subs.get(s.name) !== s) return;
+    this.subs.delete(s.name);
+    if (!this.ready) return;
+    try {
+      await this.request({ op: "unsubscribe", sub: s.name });
+    } catch {
+      // gone already (not_found) or the link dropped: either way it is over
+    }
+  }
+
+  // ---- commit ----
+
+  /**
+   * Commits offsets. With a group subscription: as that member (default:
+   * what it handed to the application). Standalone: {group, topic, offsets}
+   * (accepted while the group has no members).
+   */
+  commit(target: Subscription<any> | StandaloneCommit, offsets?: CommitOffsets): Promise<void> {
+    if (target instanceof Subscription) return this.commitSub(target, offsets);
+    return this.request({ op: "commit", group: target.group, topic: target.topic, offsets: normalizeOffsets(target.offsets) }).then(noop);
+  }
+
+  /** @internal */
+  async commitSub(s: Subscription<any>, offsets?: CommitOffsets): Promise<void> {
+    if (!s.options.group) {
+      throw new SamsaError("bad_request", "not a group subscription: use client.commit({group, topic, offsets})");
+    }
+    const deadline = Date.now() + this.o.requestTimeoutMs;
+    for (;;) {
+      const list = offsets ? normalizeOffsets(offsets) : [];
+      if (!offsets) for (const [partition, offset] of s.delivered) if (s.assigned?.has(partition)) list.push({ partition, offset });
+      if (!list.length) return;
+      if (s.ended) throw new SamsaError("not_found", "subscription closed");
+      try {
+        await this.request({ op: "commit", sub: s.name, offsets: list }, Math.max(1, deadline - Date.now()));
+        return;
+      } catch (e) {
+        const retry = e instanceof ConnectionClosedError ? this.o.reconnect : (e as SamsaError).code === "unavailable";
+        if (!retry || Date.now() >= deadline) throw e;
+        // A rebalance (or a reconnect) is in progress: retry after the next assignment.
+        await s.nextAssignment(Math.min(1000, Math.max(0, deadline - Date.now())));
+      }
+    }
+  }
+
+  /** Round trip of a `ping` op, in ms. */
+  async ping(): Promise<number> {
+    const t = Date.now();
+    await this.request({ op: "ping" });
+    return Date.now() - t;
+  }
+
+  // ---- close ----
+
+  /**
+   * Closes the client: waits (up to requestTimeoutMs) for produced records
+   * to be acknowledged while connected, ends every subscription (group
+   * members leave at once), and closes the socket. Records still unacked
+   * fail with ConnectionClosedError.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    const deadline = Date.now() + this.o.requestTimeoutMs;
+    while (this.ready && this.buffered > 0 && Date.now() < deadline) await sleep(10);
+    this.closing = true;
+    for (const s of this.subs.values()) s.end();
+    this.subs.clear();
+    const ws = this.ws;
+    if (ws) {
+      const done = new Promise<void>((res) => (this.socketClosed = res));
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        /* ignore */
+      }
+      await Promise.race([done, sleep(1000)]);
+      if (this.ws === ws) this.onClose(ws, 1000, "client closed");
+    }
+    this.shutdown(new ConnectionClosedError("client closed", 1000));
+  }
+
+  private shutdown(err: SamsaError): void {
+    const ce = err instanceof ConnectionClosedError ? err : new ConnectionClosedError(err.message);
+    if (this.closeErr) return;
+    this.closeErr = ce;
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.pingTimer);
+    if (this.ws) this.dropLink("closed");
+    this.rejectEntries(this.queue, ce);
+    this.queue = [];
+    for (const s of this.subs.values()) s.fail(ce);
+    this.subs.clear();
+    this.connectedRes[1](err);
+    const ws = this.readyWaiters;
+    this.readyWaiters = [];
+    ws.forEach((f) => f());
+    this.setState("closed", err);
+  }
+}
+
+function noop(): void {}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

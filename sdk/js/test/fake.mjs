@@ -1,0 +1,224 @@
+// An in-memory samsa.v1 server and a WebSocket class connected to it, for
+// unit tests of the SDK: hello, produce/ack, subscribe (from, credit,
+// deliveries, groups with one member), credit, unsubscribe, commit, ping.
+// Hooks let a test drop links, refuse connections, hold acks and inject
+// errors.
+
+export class FakeServer {
+  constructor() {
+    /** topic -> array of partitions -> array of {key, value, encoding, ...} */
+    this.topics = new Map();
+    this.partitions = 1;
+    /** every connection ever made */
+    this.conns = [];
+    /** frames received from clients (parsed), in order */
+    this.frames = [];
+    /** refuse the next N connection attempts (close 1006 without hello) */
+    this.refuse = 0;
+    /** times of connection attempts (ms) */
+    this.attempts = [];
+    /** when set, produce ops are answered by this function's result (an error object) or appended when it returns undefined */
+    this.produceHook = null;
+    /** when true, produce ops are appended but not acknowledged */
+    this.holdAcks = false;
+    /** when true, ping ops are not answered */
+    this.mute = false;
+    /** subscribe errors by topic: {code, message} */
+    this.subscribeErrors = new Map();
+    /** commits received: {group, topic, partition, offset} */
+    this.commits = [];
+    /** deliver records starting this many offsets before the requested one (to test client-side dedupe) */
+    this.rewind = 0;
+    const server = this;
+    this.WebSocket = class extends FakeSocket {
+      constructor(url, protocols) {
+        super(server, url, protocols);
+      }
+    };
+  }
+
+  log(topic) {
+    let t = this.topics.get(topic);
+    if (!t) {
+      t = Array.from({ length: this.partitions }, () => []);
+      this.topics.set(topic, t);
+    }
+    return t;
+  }
+
+  /** Appends records as another producer would; returns the offsets. */
+  append(topic, partition, ...values) {
+    const p = this.log(topic)[partition];
+    const offs = values.map((value) => {
+      p.push({ value, encoding: typeof value === "string" ? "text" : "json", key: null, timestamp: Date.now() });
+      return p.length - 1;
+    });
+    for (const c of this.live()) c.pumpAll();
+    return offs;
+  }
+
+  live() {
+    return this.conns.filter((c) => c.readyState === 1);
+  }
+
+  /** Closes every open connection with code (1006: no close frame). */
+  drop(code = 1006, reason = "") {
+    for (const c of this.live()) c.serverClose(code, reason);
+  }
+
+  opsOf(op) {
+    return this.frames.filter((f) => f.op === op);
+  }
+}
+
+class FakeSocket {
+  constructor(server, url, protocols) {
+    this.server = server;
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    this.subs = new Map();
+    server.conns.push(this);
+    server.attempts.push(Date.now());
+    setTimeout(() => {
+      if (server.refuse > 0) {
+        server.refuse--;
+        this.readyState = 3;
+        this.onerror?.({});
+        this.onclose?.({ code: 1006, reason: "" });
+        return;
+      }
+      this.readyState = 1;
+      this.onopen?.({});
+      this.out({ type: "hello", version: 1, server: "samsa", session: "fake" + server.conns.length, nonce: "AAAA", auth: "none", limits: { max_frame_bytes: 1 << 20, max_subscriptions: 64, max_pending_bytes: 4 << 20 } });
+    }, 1);
+  }
+
+  out(msg) {
+    if (this.readyState !== 1) return;
+    const data = JSON.stringify(msg);
+    queueMicrotask(() => this.readyState === 1 && this.onmessage?.({ data }));
+  }
+
+  serverClose(code, reason = "") {
+    if (this.readyState >= 2) return;
+    this.readyState = 3;
+    this.subs.clear();
+    setTimeout(() => this.onclose?.({ code, reason }), 0);
+  }
+
+  close(code = 1000, reason = "") {
+    if (this.readyState >= 2) return;
+    this.readyState = 2;
+    this.subs.clear();
+    setTimeout(() => {
+      this.readyState = 3;
+      this.onclose?.({ code: code === 4000 ? 1006 : code, reason });
+    }, 0);
+  }
+
+  send(data) {
+    if (this.readyState !== 1) throw new Error("not open");
+    const m = JSON.parse(data);
+    this.server.frames.push(m);
+    const reply = (o) => this.out(m.id === undefined ? o : { ...o, id: m.id });
+    const s = this.server;
+    switch (m.op) {
+      case "produce": {
+        const err = s.produceHook?.(m);
+        if (err) return reply({ type: "error", ...err });
+        const log = s.log(m.topic);
+        const results = m.records.map((r) => {
+          const p = r.partition ?? 0;
+          log[p].push({ ...r, encoding: r.encoding ?? "json", timestamp: r.timestamp ?? Date.now() });
+          return { partition: p, offset: log[p].length - 1 };
+        });
+        if (!s.holdAcks) reply({ type: "ack", results });
+        for (const c of s.live()) c.pumpAll();
+        return;
+      }
+      case "subscribe": {
+        const e = s.subscribeErrors.get(m.topic);
+        if (e) return reply({ type: "error", ...e });
+        if (this.subs.has(m.sub)) return reply({ type: "error", code: "bad_request", message: "duplicate sub" });
+        const log = s.log(m.topic);
+        const parts = m.partitions ?? log.map((_, i) => i);
+        const next = new Map();
+        for (const p of parts) {
+          const f = m.from ?? "latest";
+          let off;
+          if (f === "earliest") off = 0;
+          else if (f === "latest") off = log[p].length;
+          else if (f.offset !== undefined) off = f.offset;
+          else if (f.offsets) off = f.offsets[p] ?? 0;
+          else off = 0;
+          if (m.group) {
+            const c = s.commits.filter((x) => x.group === m.group && x.partition === p).at(-1);
+            if (c && (f.offsets?.[p] === undefined || c.offset > f.offsets[p])) off = c.offset;
+          }
+          next.set(p, Math.max(0, Math.min(off, log[p].length) - s.rewind));
+        }
+        const sub = { name: m.sub, topic: m.topic, group: m.group, credit: m.credit ?? 1000, next };
+        this.subs.set(m.sub, sub);
+        const partitions = parts.map((p) => ({ partition: p, offset: next.get(p), high_watermark: log[p].length }));
+        if (m.group) {
+          reply({ type: "subscribed", sub: m.sub, topic: m.topic, group: m.group, partitions: [] });
+          this.out({ type: "assigned", sub: m.sub, topic: m.topic, group: m.group, member: "m1", generation: 1, partitions });
+        } else reply({ type: "subscribed", sub: m.sub, topic: m.topic, partitions });
+        queueMicrotask(() => this.pump(sub));
+        return;
+      }
+      case "credit": {
+        const sub = this.subs.get(m.sub);
+        if (!sub) return reply({ type: "error", code: "not_found", message: "unknown sub" });
+        sub.credit += m.records;
+        this.pump(sub);
+        return;
+      }
+      case "unsubscribe":
+        if (!this.subs.delete(m.sub)) return reply({ type: "error", code: "not_found", message: "unknown sub" });
+        return reply({ type: "unsubscribed", sub: m.sub });
+      case "commit": {
+        const sub = m.sub && this.subs.get(m.sub);
+        if (m.sub && !sub) return reply({ type: "error", code: "not_found", message: "unknown sub" });
+        if (s.commitError) {
+          const e = s.commitError;
+          s.commitError = null;
+          return reply({ type: "error", ...e });
+        }
+        for (const o of m.offsets) s.commits.push({ group: sub ? sub.group : m.group, topic: sub ? sub.topic : m.topic, ...o });
+        return reply({ type: "committed" });
+      }
+      case "ping":
+        if (!s.mute) reply({ type: "pong" });
+        return;
+      default:
+        return reply({ type: "error", code: "unknown_op", message: m.op });
+    }
+  }
+
+  pumpAll() {
+    for (const sub of this.subs.values()) this.pump(sub);
+  }
+
+  pump(sub) {
+    if (this.readyState !== 1 || this.subs.get(sub.name) !== sub) return;
+    const log = this.server.log(sub.topic);
+    const recs = [];
+    for (const [p, off] of sub.next) {
+      let o = off;
+      while (sub.credit > 0 && o < log[p].length) {
+        const r = log[p][o];
+        const d = { partition: p, offset: o, timestamp: r.timestamp, key: r.key ?? null, value: r.value ?? null, encoding: r.encoding };
+        if (r.key != null) d.key_encoding = r.key_encoding ?? "text";
+        if (r.headers) d.headers = r.headers.map((h) => ({ encoding: "text", ...h }));
+        recs.push(d);
+        o++;
+        sub.credit--;
+      }
+      sub.next.set(p, o);
+    }
+    if (recs.length) this.out({ type: "records", sub: sub.name, records: recs });
+  }
+}
