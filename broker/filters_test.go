@@ -108,6 +108,12 @@ func deploy(t testing.TB, b *Broker, name, mode string) wasm.ModuleInfo {
 
 func bind(t testing.TB, b *Broker, spec BindingSpec) Binding {
 	t.Helper()
+	if spec.TimeoutMs == 0 {
+		// The 100 ms default is for production; a loaded CI machine running
+		// the interpreter under -race needs room. Tests of the time limit
+		// set their own.
+		spec.TimeoutMs = 10000
+	}
 	bd, err := b.Bind(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("bind %+v: %v", spec, err)
