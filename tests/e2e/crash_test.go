@@ -40,6 +40,8 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		var inflight, writerWG sync.WaitGroup
+		firstAck := make(chan struct{})
+		var firstOnce sync.Once
 		for w := range writers {
 			a := &acks{}
 			acked[source{uint8(round), uint8(w)}] = a
@@ -55,6 +57,7 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 					cl.Produce(ctx, &kgo.Record{Partition: int32(w % parts), Value: v}, func(r *kgo.Record, err error) {
 						defer inflight.Done()
 						if err == nil {
+							firstOnce.Do(func() { close(firstAck) })
 							a.mu.Lock()
 							a.offsets[seq] = r.Offset
 							a.mu.Unlock()
@@ -62,6 +65,13 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 					})
 				}
 			}()
+		}
+		// Kill in the middle of producing: after the first ack (a loaded
+		// machine may take a while to reconnect), then a random moment.
+		select {
+		case <-firstAck:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: no record acknowledged within 30s", round)
 		}
 		delay := time.Duration(100+rng.IntN(601)) * time.Millisecond
 		time.Sleep(delay)
