@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -26,7 +27,61 @@ type Config struct {
 	Groups    Groups    `toml:"groups"`
 	Filters   Filters   `toml:"filters"`
 	WebSocket WebSocket `toml:"websocket"`
+	Auth      Auth      `toml:"auth"`
+	TLS       TLS       `toml:"tls"`
 }
+
+// Auth configures authentication and authorization ([auth]): nkey
+// identities, JWTs signed by trusted issuers, static users and SCRAM
+// credentials. Off, every client may do everything, which serve allows
+// only on loopback listeners (or with --insecure).
+type Auth struct {
+	Enabled bool `toml:"enabled"`
+	// Issuers are the trusted issuer public nkeys ("O..." operator or
+	// "A..." account keys) whose user JWTs the broker accepts.
+	Issuers []string `toml:"issuers"`
+	// RevocationFile lists revoked user public keys, one per line ('#'
+	// comments); it is reloaded when it changes. Empty: none.
+	RevocationFile string `toml:"revocation_file"`
+	// ScramFile holds SCRAM credentials. Empty: <data_dir>/auth/scram.json.
+	ScramFile string `toml:"scram_file"`
+	// FailedAuthPerMinute bounds failed authentications per client IP;
+	// beyond it attempts fail fast.
+	FailedAuthPerMinute int `toml:"failed_auth_per_minute"`
+	// Cookie names a cookie in which browsers may carry a bearer JWT to
+	// the WebSocket endpoint. Empty: cookies are not read.
+	Cookie string `toml:"cookie"`
+	// Users are static users ([[auth.users]]).
+	Users []User `toml:"users"`
+}
+
+// User is a static user: an nkey identity, a password, or both, with
+// its permissions; a name alone gives its permissions to the SCRAM user
+// of that name (samsa user add). Topic and group patterns use NATS
+// subject syntax ('*' one token, '>' the rest).
+type User struct {
+	Name         string   `toml:"name"`
+	NKey         string   `toml:"nkey"`
+	PasswordHash string   `toml:"password_hash"`
+	Produce      []string `toml:"produce"`
+	Consume      []string `toml:"consume"`
+	Groups       []string `toml:"groups"`
+	Admin        bool     `toml:"admin"`
+	Filters      bool     `toml:"filters"`
+}
+
+// TLS configures TLS on the Kafka and HTTP listeners ([tls]). Without a
+// certificate both listen in plain text.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ClientCAFile, when set, makes both listeners require client
+	// certificates signed by these CAs (mutual TLS).
+	ClientCAFile string `toml:"client_ca_file"`
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Filters configures the Wasm filter host.
 type Filters struct {
@@ -153,6 +208,7 @@ func Default() Config {
 		Groups:    Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000},
 		Filters:   Filters{Enabled: true, MaxModuleBytes: 16 << 20, DefaultMemoryPages: 256, DefaultTimeoutMs: 100},
 		WebSocket: WebSocket{MaxFrameBytes: 1 << 20, MaxSubscriptions: 64, MaxPendingBytes: 4 << 20, MaxConnections: 20000},
+		Auth:      Auth{FailedAuthPerMinute: 20},
 	}
 }
 
@@ -181,6 +237,7 @@ func Parse(data []byte, name string) (Config, error) {
 		}
 		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
+	normalize(&cfg)
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
@@ -192,6 +249,25 @@ func Parse(data []byte, name string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// normalize makes empty lists nil, so that "issuers = []" equals the
+// default.
+func normalize(c *Config) {
+	if len(c.Auth.Issuers) == 0 {
+		c.Auth.Issuers = nil
+	}
+	if len(c.Auth.Users) == 0 {
+		c.Auth.Users = nil
+	}
+	for i := range c.Auth.Users {
+		u := &c.Auth.Users[i]
+		for _, l := range []*[]string{&u.Produce, &u.Consume, &u.Groups} {
+			if len(*l) == 0 {
+				*l = nil
+			}
+		}
+	}
 }
 
 // Validate checks every value and names the first bad key.
@@ -288,8 +364,117 @@ func (c Config) Validate() error {
 	case ws.MaxConnections < 1:
 		return bad("websocket.max_connections", ws.MaxConnections, "want >= 1")
 	}
+	if err := c.Auth.validate(bad); err != nil {
+		return err
+	}
+	if c.Auth.Cookie != "" && slices.Contains(c.WebSocket.AllowedOrigins.List(), "*") {
+		return bad("auth.cookie", strconvQuote(c.Auth.Cookie), `a cookie with websocket.allowed_origins = ["*"] would let any web page connect as the cookie's user; list the allowed origins`)
+	}
+	t := c.TLS
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return bad("tls.key_file", `""`, "tls.cert_file needs its private key file")
+	case t.KeyFile != "" && t.CertFile == "":
+		return bad("tls.cert_file", `""`, "tls.key_file needs its certificate file")
+	case t.ClientCAFile != "" && t.CertFile == "":
+		return bad("tls.client_ca_file", t.ClientCAFile, "client certificates need TLS: set tls.cert_file and tls.key_file")
+	}
 	return nil
 }
+
+func (a Auth) validate(bad func(key string, v any, want string) error) error {
+	if a.FailedAuthPerMinute < 1 {
+		return bad("auth.failed_auth_per_minute", a.FailedAuthPerMinute, "want >= 1")
+	}
+	for i, k := range a.Issuers {
+		if !isNKey(k, 'O') && !isNKey(k, 'A') {
+			return bad(fmt.Sprintf("auth.issuers[%d]", i), strconvQuote(k), "want an operator (O...) or account (A...) public nkey")
+		}
+	}
+	if a.Cookie != "" && !isToken(a.Cookie) {
+		return bad("auth.cookie", strconvQuote(a.Cookie), "want a cookie name: letters, digits and !#$%&'*+-.^_`|~")
+	}
+	names := map[string]int{}
+	for i, u := range a.Users {
+		key := func(k string) string { return fmt.Sprintf("auth.users[%d].%s", i, k) }
+		switch {
+		case u.Name == "" && u.NKey == "":
+			return bad(key("name"), `""`, "a user needs a name, an nkey or both")
+		case u.NKey != "" && !isNKey(u.NKey, 'U'):
+			return bad(key("nkey"), strconvQuote(u.NKey), "want a user public nkey (U...)")
+		case u.PasswordHash != "" && u.Name == "":
+			return bad(key("name"), `""`, "a user with a password_hash needs a name to log in with")
+		case u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "pbkdf2-sha256$"):
+			return bad(key("password_hash"), "(hidden)", "want pbkdf2-sha256$ITER$SALT$HASH (a PBKDF2-SHA256 hash, never the password itself)")
+		}
+		if u.Name != "" {
+			if j, dup := names[u.Name]; dup {
+				return bad(key("name"), strconvQuote(u.Name), fmt.Sprintf("duplicate of auth.users[%d]", j))
+			}
+			names[u.Name] = i
+		}
+		for field, pats := range map[string][]string{"produce": u.Produce, "consume": u.Consume, "groups": u.Groups} {
+			for j, p := range pats {
+				if msg := checkPattern(p); msg != "" {
+					return bad(fmt.Sprintf("%s[%d]", key(field), j), strconvQuote(p), msg)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// isNKey reports whether s looks like a public nkey of the given kind
+// (56 base32 characters starting with the prefix letter). The auth
+// package checks the checksum when it loads the key.
+func isNKey(s string, prefix byte) bool {
+	if len(s) != 56 || s[0] != prefix {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkPattern checks a NATS-style subject pattern: non-empty
+// '.'-separated tokens, '*' a whole token, '>' only as the last token.
+func checkPattern(p string) string {
+	if p == "" {
+		return "want a non-empty pattern"
+	}
+	toks := strings.Split(p, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return "empty token (a leading, trailing or doubled '.')"
+		case t == ">" && i != len(toks)-1:
+			return "'>' must be the last token"
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*> \t"):
+			return "'*' and '>' must be whole tokens; no spaces"
+		}
+	}
+	return ""
+}
+
+// isToken reports whether s is an HTTP token (a valid cookie name).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
 
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)

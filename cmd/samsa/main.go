@@ -38,6 +38,10 @@ func commands() map[string]command {
 		"bench":   {"measure produce, consume and end-to-end throughput and latency", runBench},
 		"group":   {"list, describe, delete consumer groups and reset their offsets", runGroup},
 		"filter":  {"build, deploy, bind and test Wasm filters", runFilter},
+		"auth":    {"create the issuer key for broker.toml", runAuth},
+		"key":     {"generate user nkeys and print public keys", runKey},
+		"token":   {"issue user JWTs", runToken},
+		"user":    {"add SCRAM users", runUser},
 	}
 }
 

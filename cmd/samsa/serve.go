@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/samsa-broker/samsa/config"
@@ -31,6 +35,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
 	kafkaAddr := fs.String("kafka-addr", "", "Kafka listener HOST:PORT (overrides kafka.addr; default 127.0.0.1:9092)")
 	httpAddr := fs.String("http-addr", "", "HTTP listener HOST:PORT (overrides http.addr; default 127.0.0.1:8080)")
+	insecure := fs.Bool("insecure", false, "serve non-loopback listeners with [auth] off: anyone who can reach them can read, write and delete everything")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,7 +62,27 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if !cfg.Auth.Enabled && !*insecure {
+		if err := requireLoopback(cfg); err != nil {
+			return err
+		}
+	}
 	logger := newLogger(env.stderr, cfg)
+	tlsCfg, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	var authn *auth.Authenticator
+	if cfg.Auth.Enabled {
+		authn, err = auth.New(authConfig(cfg), logger.With("component", "auth"))
+		if err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		defer authn.Close()
+	} else if *insecure && (!isLoopback(cfg.Kafka.Addr) || !isLoopback(cfg.HTTP.Addr)) {
+		logger.Warn("serving without authentication on a non-loopback address (--insecure): anyone who can reach it can read, write and delete everything",
+			"kafka", cfg.Kafka.Addr, "http", cfg.HTTP.Addr)
+	}
 
 	// Listen first: a port in use fails before any recovery work.
 	kln, err := net.Listen("tcp", cfg.Kafka.Addr)
@@ -68,6 +93,13 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		kln.Close()
 		return fmt.Errorf("http listener: %w", err)
+	}
+	if tlsCfg != nil {
+		// The Kafka server serves TLS itself (kafka.Options.TLS). HTTP/1.1
+		// only on the HTTP listener: WebSocket upgrades need it.
+		httpTLS := tlsCfg.Clone()
+		httpTLS.NextProtos = []string{"http/1.1"}
+		hln = tls.NewListener(hln, httpTLS)
 	}
 	advHost, advPort, err := advertised(cfg.Kafka.AdvertisedAddr, kln.Addr().String())
 	if err != nil {
@@ -141,6 +173,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		AdvertisedHost: advHost,
 		AdvertisedPort: advPort,
 		MaxFrameBytes:  cfg.Kafka.MaxFrameBytes,
+		Auth:           authn,
+		TLS:            tlsCfg,
 		Logger:         logger.With("listener", "kafka"),
 	})
 	ws := websocket.New(b, websocket.Options{
@@ -151,6 +185,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		MaxPendingBytes:  cfg.WebSocket.MaxPendingBytes,
 		MaxConnections:   cfg.WebSocket.MaxConnections,
 		Filter:           b,
+		Auth:             authn,
+		AuthCookie:       cfg.Auth.Cookie,
 		Logger:           logger.With("listener", "websocket"),
 	})
 	hs := &nethttp.Server{
@@ -158,7 +194,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			MaxModuleBytes:     cfg.Filters.MaxModuleBytes,
 			DefaultMemoryPages: cfg.Filters.DefaultMemoryPages,
 			DefaultTimeout:     time.Duration(cfg.Filters.DefaultTimeoutMs) * time.Millisecond,
-		}), samsahttp.WithWebSocket(ws)),
+		}), samsahttp.WithWebSocket(ws), samsahttp.WithAuth(authn)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -180,6 +216,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		"data_dir", cfg.DataDir,
 		"topics", len(b.Topics()),
 		"filters", cfg.Filters.Enabled,
+		"auth", onOff(cfg.Auth.Enabled),
+		"tls", onOff(tlsCfg != nil),
 		"startup", time.Since(start).Round(time.Microsecond).String())
 
 	var serveErr error
@@ -245,4 +283,91 @@ func advertised(configured, listening string) (string, int32, error) {
 		host = h
 	}
 	return host, int32(port), nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// isLoopback reports whether a listener address is on loopback only:
+// 127.0.0.0/8, ::1 or localhost. An empty host (all interfaces) and other
+// names are not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// requireLoopback refuses listeners others can reach while auth is off.
+func requireLoopback(cfg config.Config) error {
+	var bad []string
+	if !isLoopback(cfg.Kafka.Addr) {
+		bad = append(bad, fmt.Sprintf("kafka.addr %s", cfg.Kafka.Addr))
+	}
+	if !isLoopback(cfg.HTTP.Addr) {
+		bad = append(bad, fmt.Sprintf("http.addr %s", cfg.HTTP.Addr))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s with authentication off: it is not a loopback address, so anyone who can reach it "+
+		"could read, write and delete every topic. Turn authentication on ([auth] enabled = true in broker.toml, see the README's "+
+		"Authentication section), listen on 127.0.0.1, ::1 or localhost, or pass --insecure to serve without authentication anyway",
+		strings.Join(bad, " and "))
+}
+
+// serverTLS loads [tls]: nil when no certificate is configured.
+func serverTLS(c config.TLS) (*tls.Config, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file %s: no PEM certificates in it", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// authConfig is the auth package's view of [auth].
+func authConfig(cfg config.Config) auth.Config {
+	a := cfg.Auth
+	ac := auth.Config{
+		Enabled:             a.Enabled,
+		Issuers:             a.Issuers,
+		RevocationFile:      a.RevocationFile,
+		ScramFile:           a.ScramFile,
+		FailedAuthPerMinute: a.FailedAuthPerMinute,
+	}
+	if ac.ScramFile == "" {
+		ac.ScramFile = filepath.Join(cfg.DataDir, "auth", "scram.json")
+	}
+	for _, u := range a.Users {
+		ac.Users = append(ac.Users, auth.StaticUser{
+			Name: u.Name, NKey: u.NKey, PasswordHash: u.PasswordHash,
+			Permissions: auth.Permissions{Produce: u.Produce, Consume: u.Consume, Groups: u.Groups, Admin: u.Admin, Filters: u.Filters},
+		})
+	}
+	return ac
 }

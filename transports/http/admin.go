@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/samsa-broker/samsa/wasm"
 )
@@ -64,6 +65,9 @@ type AdminOptions struct {
 	DefaultMemoryPages uint32
 	DefaultTimeout     time.Duration
 	Logger             *slog.Logger
+	// Auth, when non-nil and enabled, requires credentials (auth.go):
+	// reads need the filters or admin permission, writes filters.
+	Auth *auth.Authenticator
 }
 
 // Module is a filter module version as the API shows it.
@@ -111,16 +115,19 @@ func mountAdmin(mux *http.ServeMux, fa FilterAdmin, opts AdminOptions) {
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
+	g := newGate(opts.Auth, a.logger)
+	const filtersPerm, readPerm = "filters", "filters or admin"
 	api := http.NewServeMux()
-	api.HandleFunc("POST /api/v1/filters/{name}", a.deploy)
-	api.HandleFunc("GET /api/v1/filters", a.listFilters)
-	api.HandleFunc("GET /api/v1/filters/{name}", a.describeFilter)
-	api.HandleFunc("DELETE /api/v1/filters/{name}", a.removeFilter)
-	api.HandleFunc("POST /api/v1/bindings", a.bind)
-	api.HandleFunc("GET /api/v1/bindings", a.listBindings)
-	api.HandleFunc("DELETE /api/v1/bindings/{id}", a.unbind)
-	// Everything under /api/ answers in JSON, a wrong path or method too.
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	api.Handle("POST /api/v1/filters/{name}", g.require(filtersPerm, canDeployFilter, http.HandlerFunc(a.deploy)))
+	api.Handle("GET /api/v1/filters", g.require(readPerm, canReadFilters, http.HandlerFunc(a.listFilters)))
+	api.Handle("GET /api/v1/filters/{name}", g.require(readPerm, canReadFilters, http.HandlerFunc(a.describeFilter)))
+	api.Handle("DELETE /api/v1/filters/{name}", g.require(filtersPerm, canDeployFilter, http.HandlerFunc(a.removeFilter)))
+	api.Handle("POST /api/v1/bindings", g.require(filtersPerm, canBind, http.HandlerFunc(a.bind)))
+	api.Handle("GET /api/v1/bindings", g.require(readPerm, canReadFilters, http.HandlerFunc(a.listBindings)))
+	api.Handle("DELETE /api/v1/bindings/{id}", g.require(filtersPerm, canBind, http.HandlerFunc(a.unbind)))
+	// Everything under /api/ answers in JSON, a wrong path or method too;
+	// with auth on, only to authenticated clients.
+	mux.Handle("/api/", g.require("", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := api.Handler(r); pattern != "" {
 			api.ServeHTTP(w, r)
 			return
@@ -140,7 +147,7 @@ func mountAdmin(mux *http.ServeMux, fa FilterAdmin, opts AdminOptions) {
 			return
 		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	})))
 }
 
 // AdminHandler returns the admin API alone (for tests and embedding).

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 )
 
@@ -19,6 +20,7 @@ type Option func(*handlerOptions)
 type handlerOptions struct {
 	admin AdminOptions
 	ws    http.Handler
+	auth  *auth.Authenticator
 }
 
 // WithWebSocket mounts the WebSocket transport at /ws.
@@ -40,6 +42,9 @@ func Handler(b *broker.Broker, logger *slog.Logger, opts ...Option) http.Handler
 	if ho.admin.Logger == nil && logger != nil {
 		ho.admin.Logger = logger.With("api", "admin")
 	}
+	if ho.admin.Auth == nil {
+		ho.admin.Auth = ho.auth
+	}
 	started := time.Now()
 	mux := http.NewServeMux()
 	// The admin REST API (filters and bindings) under /api/v1.
@@ -58,9 +63,11 @@ func Handler(b *broker.Broker, logger *slog.Logger, opts ...Option) http.Handler
 			"uptime_seconds": int64(time.Since(started).Seconds()),
 		})
 	})
-	// Profiles for operators (the listener is loopback by default).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Profiles for operators (the listener is loopback by default; with
+	// auth on they need the admin permission).
+	g := newGate(ho.admin.Auth, ho.admin.Logger)
+	mux.Handle("/debug/pprof/", g.require("admin", isAdmin, http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", g.require("admin", isAdmin, http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/trace", g.require("admin", isAdmin, http.HandlerFunc(pprof.Trace)))
 	return mux
 }

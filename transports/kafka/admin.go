@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -47,6 +48,9 @@ func handleCreateTopics(c *conn, kreq kmsg.Request) reply {
 		st.Topic = rt.Topic
 		st.NumPartitions, st.ReplicationFactor = -1, -1
 		info, err := func() (broker.TopicInfo, error) {
+			if !c.allowed(auth.CreateTopic, rt.Topic) {
+				return broker.TopicInfo{}, topicDenied(auth.CreateTopic, rt.Topic)
+			}
 			if seen[rt.Topic] > 1 {
 				return broker.TopicInfo{}, codeErrorf(kerr.InvalidRequest.Code, "topic %q appears more than once in the request", rt.Topic)
 			}
@@ -131,6 +135,9 @@ func handleDeleteTopics(c *conn, kreq kmsg.Request) reply {
 		} else if info, terr := b.Topic(*rt.Topic); terr == nil {
 			st.TopicID = info.ID
 		}
+		if err == nil && !c.allowed(auth.DeleteTopic, *st.Topic) {
+			err = topicDenied(auth.DeleteTopic, *st.Topic)
+		}
 		if err == nil {
 			err = b.DeleteTopic(*st.Topic)
 		}
@@ -152,6 +159,9 @@ func handleCreatePartitions(c *conn, kreq kmsg.Request) reply {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		err := func() error {
+			if !c.allowed(auth.AlterTopic, rt.Topic) {
+				return topicDenied(auth.AlterTopic, rt.Topic)
+			}
 			if seen[rt.Topic] > 1 {
 				return codeErrorf(kerr.InvalidRequest.Code, "topic %q appears more than once in the request", rt.Topic)
 			}
@@ -217,8 +227,16 @@ func handleDescribeConfigs(c *conn, kreq kmsg.Request) reply {
 		readOnly := false
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !c.allowed(auth.DescribeTopic, rr.ResourceName) {
+				err = topicDenied(auth.DescribeTopic, rr.ResourceName)
+				break
+			}
 			entries, err = b.DescribeTopicConfig(rr.ResourceName)
 		case kmsg.ConfigResourceTypeBroker:
+			if !c.allowed(auth.ClusterAdmin, "") {
+				err = clusterDenied("describe broker configs")
+				break
+			}
 			entries = brokerConfigs(b)
 			source = func(broker.ConfigEntry) kmsg.ConfigSource { return kmsg.ConfigSourceStaticBrokerConfig }
 			readOnly = true
@@ -280,6 +298,10 @@ func handleAlterConfigs(c *conn, kreq kmsg.Request) reply {
 		var err error
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !c.allowed(auth.AlterTopic, rr.ResourceName) {
+				err = topicDenied(auth.AlterTopic, rr.ResourceName)
+				break
+			}
 			var info broker.TopicInfo
 			if info, err = b.Topic(rr.ResourceName); err != nil {
 				break
@@ -300,6 +322,10 @@ func handleAlterConfigs(c *conn, kreq kmsg.Request) reply {
 			}
 			err = b.AlterTopicConfig(rr.ResourceName, ops, req.ValidateOnly)
 		case kmsg.ConfigResourceTypeBroker:
+			if !c.allowed(auth.ClusterAdmin, "") {
+				err = clusterDenied("alter broker configs")
+				break
+			}
 			err = errBrokerConfigStatic
 		default:
 			err = codeErrorf(kerr.InvalidRequest.Code, "config resource type %v is not supported", rr.ResourceType)
@@ -323,6 +349,10 @@ func handleIncrementalAlter(c *conn, kreq kmsg.Request) reply {
 		var err error
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !c.allowed(auth.AlterTopic, rr.ResourceName) {
+				err = topicDenied(auth.AlterTopic, rr.ResourceName)
+				break
+			}
 			ops := make([]broker.ConfigOp, 0, len(rr.Configs))
 			for _, cfg := range rr.Configs {
 				op := broker.ConfigOp{Name: cfg.Name, Op: broker.ConfigOpType(cfg.Op)}
@@ -337,6 +367,10 @@ func handleIncrementalAlter(c *conn, kreq kmsg.Request) reply {
 				err = b.AlterTopicConfig(rr.ResourceName, ops, req.ValidateOnly)
 			}
 		case kmsg.ConfigResourceTypeBroker:
+			if !c.allowed(auth.ClusterAdmin, "") {
+				err = clusterDenied("alter broker configs")
+				break
+			}
 			err = errBrokerConfigStatic
 		default:
 			err = codeErrorf(kerr.InvalidRequest.Code, "config resource type %v is not supported", rr.ResourceType)

@@ -21,6 +21,9 @@ type reply struct {
 	// encoded, if set, runs once the response is encoded (to recycle
 	// buffers the response pointed into).
 	encoded func()
+	// closeAfter, if set, closes the connection once this response is
+	// written, logging why (a failed authentication).
+	closeAfter string
 }
 
 // handlerFunc answers one decoded request. It runs on the connection's read
@@ -44,8 +47,10 @@ type apiSpec struct {
 // SyncGroup (14), OffsetCommit (8), OffsetFetch (9), DescribeGroups (15),
 // ListGroups (16), DeleteGroups (42), OffsetDelete (47): add a register call
 // in init with the version range and a handler calling the broker's group
-// coordinator. SASL (17, 36) plugs in the same way, plus a per-connection
-// authentication state on conn.
+// coordinator. SASL (17, 36) and the SCRAM credential APIs (50, 51) are
+// registered here too but served and advertised only when Options.Auth is
+// enabled (sasl.go); every handler checks the connection's permissions
+// (authz.go).
 var apis map[int16]*apiSpec
 
 func register(key, minV, maxV int16, h handlerFunc) {
@@ -85,16 +90,25 @@ func init() {
 	register(16, 0, 5, handleListGroups)      // ListGroups
 	register(42, 0, 2, handleDeleteGroups)    // DeleteGroups
 	register(47, 0, 0, handleOffsetDelete)    // OffsetDelete
+
+	// Authentication: served only when Options.Auth is enabled (sasl.go).
+	register(saslHandshakeKey, 0, 1, handleSaslHandshake)       // SaslHandshake: v0 raw tokens, v1 SaslAuthenticate
+	register(saslAuthenticateKey, 0, 2, handleSaslAuthenticate) // SaslAuthenticate
+	register(describeScramKey, 0, 0, handleDescribeScram)       // DescribeUserScramCredentials
+	register(alterScramKey, 0, 0, handleAlterScram)             // AlterUserScramCredentials
 }
 
-// apiVersionsResponse lists every implemented API.
-func apiVersionsResponse(version, code int16) *kmsg.ApiVersionsResponse {
+// apiVersionsResponse lists every implemented API; the authentication
+// APIs only when authOn.
+func apiVersionsResponse(version, code int16, authOn bool) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.Version = version
 	resp.ErrorCode = code
 	keys := make([]int16, 0, len(apis))
 	for k := range apis {
-		keys = append(keys, k)
+		if authOn || !authOnlyKey(k) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
@@ -108,7 +122,7 @@ func apiVersionsResponse(version, code int16) *kmsg.ApiVersionsResponse {
 
 func handleApiVersions(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.ApiVersionsRequest)
-	return reply{resp: apiVersionsResponse(req.Version, 0)}
+	return reply{resp: apiVersionsResponse(req.Version, 0, c.s.authOn())}
 }
 
 // errorCode maps a Broker API error to a Kafka error code. allowed lists the

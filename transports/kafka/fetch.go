@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -46,6 +47,8 @@ func handleFetch(c *conn, kreq kmsg.Request) reply {
 			}
 			name, terr = info.Name, err
 		}
+		// Views are consumed by their own name.
+		denied := terr == nil && !c.allowed(auth.ConsumeTopic, name)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -56,6 +59,8 @@ func handleFetch(c *conn, kreq kmsg.Request) reply {
 			sp.RecordBatches = []byte{}
 			if terr != nil {
 				sp.ErrorCode = kerr.UnknownTopicID.Code
+			} else if denied {
+				sp.ErrorCode = codeTopicAuth
 			} else {
 				freq.Partitions = append(freq.Partitions, broker.FetchPartition{
 					Topic: name, Partition: rp.Partition, Offset: rp.FetchOffset, MaxBytes: rp.PartitionMaxBytes,

@@ -232,6 +232,16 @@ func (c *conn) handleFrame(frame []byte) error {
 		return err
 	}
 	h := r.hdr
+	if authOnlyKey(h.key) && !c.s.authOn() {
+		// Without auth these APIs do not exist, as before auth did.
+		r.api, r.supported = nil, false
+	}
+	if r.kreq != nil && !preAuthKey(h.key) && !c.authenticated() {
+		// Kafka closes such connections too: the client is
+		// misconfigured (no SASL), and an error response would tell an
+		// anonymous client more than it needs to know.
+		return protoErrorf("%s request before SASL authentication (client id %q)", keyName(h.key), strOrEmpty(h.clientID))
+	}
 	switch {
 	case r.kreq == nil:
 		return protoErrorf("unknown api key %d (v%d, correlation id %d)", h.key, h.version, h.correlationID)
@@ -239,7 +249,7 @@ func (c *conn) handleFrame(frame []byte) error {
 	case h.key == apiVersionsKey:
 		// Clients retry with the highest version they find in a v0
 		// body carrying UNSUPPORTED_VERSION.
-		resp := apiVersionsResponse(0, kerr.UnsupportedVersion.Code)
+		resp := apiVersionsResponse(0, kerr.UnsupportedVersion.Code, c.s.authOn())
 		return c.respondNow(h.correlationID, resp)
 	case r.api != nil:
 		// A version we do not implement of an API we do: an error
@@ -266,6 +276,14 @@ func (c *conn) handleFrame(frame []byte) error {
 		c.clientID = *h.clientID
 	}
 	rep := r.api.handle(c, r.kreq)
+	if rep.closeAfter != "" {
+		// Handlers that close answer inline.
+		if rep.resp != nil {
+			f.frame = encodeResponse(h.correlationID, rep.resp)
+		}
+		close(f.done)
+		return &closeError{msg: rep.closeAfter}
+	}
 	switch {
 	case rep.later != nil:
 		c.async.Add(1)

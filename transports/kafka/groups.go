@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -55,6 +56,10 @@ func handleFindCoordinator(c *conn, kreq kmsg.Request) reply {
 			msg := "empty group id"
 			return kerr.InvalidGroupID.Code, &msg
 		}
+		if keyType == 0 && !c.allowed(auth.DescribeGroup, key) {
+			msg := "not authorized to use group " + key
+			return codeGroupAuth, &msg
+		}
 		return 0, nil
 	}
 	if req.Version >= 4 {
@@ -74,6 +79,10 @@ func handleFindCoordinator(c *conn, kreq kmsg.Request) reply {
 func handleJoinGroup(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.JoinGroupRequest)
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	if !c.allowed(auth.JoinGroup, req.Group) {
+		resp.ErrorCode, resp.Generation, resp.MemberID = codeGroupAuth, -1, req.MemberID
+		return reply{resp: resp}
+	}
 	jr := group.JoinRequest{
 		Group:                req.Group,
 		MemberID:             req.MemberID,
@@ -117,6 +126,10 @@ func handleJoinGroup(c *conn, kreq kmsg.Request) reply {
 func handleSyncGroup(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.SyncGroupRequest)
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if !c.allowed(auth.JoinGroup, req.Group) {
+		resp.ErrorCode, resp.MemberAssignment = codeGroupAuth, []byte{}
+		return reply{resp: resp}
+	}
 	sr := group.SyncRequest{
 		Group:        req.Group,
 		Generation:   req.Generation,
@@ -147,6 +160,10 @@ func handleSyncGroup(c *conn, kreq kmsg.Request) reply {
 func handleHeartbeat(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.HeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if !c.allowed(auth.JoinGroup, req.Group) {
+		resp.ErrorCode = codeGroupAuth
+		return reply{resp: resp}
+	}
 	resp.ErrorCode = groupCode(c.s.b.Groups().Heartbeat(req.Group, req.Generation, req.MemberID, strOrEmpty(req.InstanceID)))
 	return reply{resp: resp}
 }
@@ -154,6 +171,10 @@ func handleHeartbeat(c *conn, kreq kmsg.Request) reply {
 func handleLeaveGroup(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !c.allowed(auth.JoinGroup, req.Group) {
+		resp.ErrorCode = codeGroupAuth
+		return reply{resp: resp}
+	}
 	var members []group.LeaveMember
 	if req.Version < 3 {
 		members = []group.LeaveMember{{MemberID: req.MemberID}}
@@ -188,8 +209,22 @@ func handleOffsetCommit(c *conn, kreq kmsg.Request) reply {
 	if req.Version >= 1 {
 		cr.Generation = req.Generation
 	}
+	// denied holds the code of each partition refused before committing
+	// (by request order); the others are committed.
+	groupOK := c.allowed(auth.JoinGroup, req.Group)
+	var denied []int16
 	for _, t := range req.Topics {
+		topicOK := c.allowed(auth.ConsumeTopic, t.Topic)
 		for _, p := range t.Partitions {
+			switch {
+			case !groupOK:
+				denied = append(denied, codeGroupAuth)
+				continue
+			case !topicOK:
+				denied = append(denied, codeTopicAuth)
+				continue
+			}
+			denied = append(denied, 0)
 			epoch := int32(-1)
 			if req.Version >= 6 {
 				epoch = p.LeaderEpoch
@@ -200,18 +235,26 @@ func handleOffsetCommit(c *conn, kreq kmsg.Request) reply {
 		}
 	}
 	return reply{later: func(ctx context.Context) kmsg.Response {
-		errs := c.s.b.Groups().CommitOffsets(cr)
-		i := 0
+		var errs []error
+		if len(cr.Offsets) > 0 || groupOK {
+			errs = c.s.b.Groups().CommitOffsets(cr)
+		}
+		i, k := 0, 0
 		for _, t := range req.Topics {
 			rt := kmsg.NewOffsetCommitResponseTopic()
 			rt.Topic = t.Topic
 			for _, p := range t.Partitions {
 				rp := kmsg.NewOffsetCommitResponseTopicPartition()
 				rp.Partition = p.Partition
-				if i < len(errs) {
-					rp.ErrorCode = groupCode(errs[i])
+				if code := denied[k]; code != 0 {
+					rp.ErrorCode = code
+				} else {
+					if i < len(errs) {
+						rp.ErrorCode = groupCode(errs[i])
+					}
+					i++
 				}
-				i++
+				k++
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
@@ -221,18 +264,44 @@ func handleOffsetCommit(c *conn, kreq kmsg.Request) reply {
 }
 
 // fetchGroupOffsets answers one group of an OffsetFetch: the requested
-// partitions, or every committed one when topics is nil.
-func (c *conn) fetchGroupOffsets(groupID string, topics map[string][]int32, order []string, all bool) ([]group.FetchedOffset, error) {
+// partitions, or every committed one when all. Topics the principal may
+// not describe are left out of all; requested, they come back with offset
+// -1 and are named in denied (TOPIC_AUTHORIZATION_FAILED).
+func (c *conn) fetchGroupOffsets(groupID string, topics map[string][]int32, order []string, all bool) (offs []group.FetchedOffset, denied map[string]bool, err error) {
 	var tps []group.TopicPartition
+	var refused []group.FetchedOffset
 	if !all {
 		tps = []group.TopicPartition{}
 		for _, t := range order {
+			ok := c.allowed(auth.DescribeTopic, t)
 			for _, p := range topics[t] {
-				tps = append(tps, group.TopicPartition{Topic: t, Partition: p})
+				tp := group.TopicPartition{Topic: t, Partition: p}
+				if ok {
+					tps = append(tps, tp)
+					continue
+				}
+				if denied == nil {
+					denied = map[string]bool{}
+				}
+				denied[t] = true
+				refused = append(refused, group.FetchedOffset{TopicPartition: tp, Offset: group.Offset{Offset: -1, LeaderEpoch: -1}})
 			}
 		}
 	}
-	return c.s.b.Groups().FetchOffsets(groupID, tps)
+	offs, err = c.s.b.Groups().FetchOffsets(groupID, tps)
+	if err != nil {
+		return offs, nil, err
+	}
+	if all && c.s.authOn() {
+		kept := offs[:0]
+		for _, o := range offs {
+			if c.allowed(auth.DescribeTopic, o.Topic) {
+				kept = append(kept, o)
+			}
+		}
+		offs = kept
+	}
+	return append(offs, refused...), denied, nil
 }
 
 func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
@@ -245,9 +314,14 @@ func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
 				topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 				order = append(order, t.Topic)
 			}
-			offs, err := c.fetchGroupOffsets(g.Group, topics, order, g.Topics == nil)
 			rg := kmsg.NewOffsetFetchResponseGroup()
 			rg.Group = g.Group
+			if !c.allowed(auth.DescribeGroup, g.Group) {
+				rg.ErrorCode = codeGroupAuth
+				resp.Groups = append(resp.Groups, rg)
+				continue
+			}
+			offs, denied, err := c.fetchGroupOffsets(g.Group, topics, order, g.Topics == nil)
 			rg.ErrorCode = groupCode(err)
 			byTopic := map[string]int{}
 			for _, o := range offs {
@@ -261,6 +335,9 @@ func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
 				}
 				rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = o.Partition, o.Offset.Offset, o.LeaderEpoch, &o.Metadata
+				if denied[o.Topic] {
+					rp.ErrorCode = codeTopicAuth
+				}
 				rg.Topics[j].Partitions = append(rg.Topics[j].Partitions, rp)
 			}
 			resp.Groups = append(resp.Groups, rg)
@@ -272,8 +349,24 @@ func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
 		topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 		order = append(order, t.Topic)
 	}
-	offs, err := c.fetchGroupOffsets(req.Group, topics, order, req.Topics == nil && req.Version >= 2)
-	code := groupCode(err)
+	var offs []group.FetchedOffset
+	var denied map[string]bool
+	var code int16
+	if c.allowed(auth.DescribeGroup, req.Group) {
+		var err error
+		offs, denied, err = c.fetchGroupOffsets(req.Group, topics, order, req.Topics == nil && req.Version >= 2)
+		code = groupCode(err)
+	} else {
+		code = codeGroupAuth
+		if req.Version < 2 {
+			// The error goes in every requested partition.
+			for _, t := range order {
+				for _, p := range topics[t] {
+					offs = append(offs, group.FetchedOffset{TopicPartition: group.TopicPartition{Topic: t, Partition: p}, Offset: group.Offset{Offset: -1, LeaderEpoch: -1}})
+				}
+			}
+		}
+	}
 	if req.Version >= 2 {
 		resp.ErrorCode = code
 	}
@@ -292,6 +385,9 @@ func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
 		if req.Version < 2 {
 			rp.ErrorCode = code
 		}
+		if denied[o.Topic] {
+			rp.ErrorCode = codeTopicAuth
+		}
 		resp.Topics[j].Partitions = append(resp.Topics[j].Partitions, rp)
 	}
 	return reply{resp: resp}
@@ -300,6 +396,10 @@ func handleOffsetFetch(c *conn, kreq kmsg.Request) reply {
 func handleOffsetDelete(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	if !c.allowed(auth.DeleteGroup, req.Group) {
+		resp.ErrorCode = codeGroupAuth
+		return reply{resp: resp}
+	}
 	var tps []group.TopicPartition
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
@@ -333,6 +433,9 @@ func handleListGroups(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.ListGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
 	for _, g := range c.s.b.Groups().ListGroups() {
+		if !c.allowed(auth.DescribeGroup, g.Group) {
+			continue
+		}
 		if len(req.StatesFilter) > 0 && !containsFold(req.StatesFilter, string(g.State)) {
 			continue
 		}
@@ -374,7 +477,23 @@ func equalFold(a, b string) bool {
 func handleDescribeGroups(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
-	for _, d := range c.s.b.Groups().DescribeGroups(req.Groups) {
+	var groups []string
+	for _, g := range req.Groups {
+		if c.allowed(auth.DescribeGroup, g) {
+			groups = append(groups, g)
+		}
+	}
+	described := c.s.b.Groups().DescribeGroups(groups)
+	for _, g := range req.Groups {
+		if !c.allowed(auth.DescribeGroup, g) {
+			rg := kmsg.NewDescribeGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = g, codeGroupAuth
+			rg.AuthorizedOperations = -2147483648
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
+		d := described[0]
+		described = described[1:]
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group, rg.State, rg.ProtocolType, rg.Protocol = d.Group, string(d.State), d.ProtocolType, d.Protocol
 		rg.ErrorCode = groupCode(d.Err)
@@ -399,13 +518,26 @@ func handleDescribeGroups(c *conn, kreq kmsg.Request) reply {
 func handleDeleteGroups(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
-	errs := c.s.b.Groups().DeleteGroups(req.Groups)
-	for i, g := range req.Groups {
+	var groups []string
+	for _, g := range req.Groups {
+		if c.allowed(auth.DeleteGroup, g) {
+			groups = append(groups, g)
+		}
+	}
+	errs := c.s.b.Groups().DeleteGroups(groups)
+	i := 0
+	for _, g := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = g
+		if !c.allowed(auth.DeleteGroup, g) {
+			rg.ErrorCode = codeGroupAuth
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		if i < len(errs) {
 			rg.ErrorCode = groupCode(errs[i])
 		}
+		i++
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return reply{resp: resp}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,6 +31,14 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 	resp.ControllerID = node
 
 	allowCreate := (req.Version < 4 || req.AllowAutoTopicCreation) && b.AutoCreateEnabled()
+	// A principal sees the topics it may describe; it is told
+	// TOPIC_AUTHORIZATION_FAILED for the others it names, whether they
+	// exist or not, as Kafka does.
+	denied := func(name *string) {
+		t := kmsg.NewMetadataResponseTopic()
+		t.Topic, t.ErrorCode = name, codeTopicAuth
+		resp.Topics = append(resp.Topics, t)
+	}
 	addTopic := func(info broker.TopicInfo, err error, name *string, id [16]byte) {
 		t := kmsg.NewMetadataResponseTopic()
 		t.Topic, t.TopicID = name, id
@@ -55,11 +64,15 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 
 	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
 		for _, info := range b.Topics() {
-			addTopic(info, nil, nil, [16]byte{})
+			if c.allowed(auth.DescribeTopic, info.Name) {
+				addTopic(info, nil, nil, [16]byte{})
+			}
 		}
 		// Filtered views are topics to clients (read-only).
 		for _, info := range b.Views() {
-			addTopic(info, nil, nil, [16]byte{})
+			if c.allowed(auth.DescribeTopic, info.Name) {
+				addTopic(info, nil, nil, [16]byte{})
+			}
 		}
 		return reply{resp: resp}
 	}
@@ -71,11 +84,18 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 			}
 			if err != nil {
 				err = errUnknownTopicID
+			} else if !c.allowed(auth.DescribeTopic, info.Name) {
+				denied(nil)
+				continue
 			}
 			addTopic(info, err, nil, rt.TopicID)
 			continue
 		}
 		name := *rt.Topic
+		if !c.allowed(auth.DescribeTopic, name) {
+			denied(rt.Topic)
+			continue
+		}
 		info, err := b.Topic(name)
 		if err != nil && errors.Is(err, broker.ErrUnknownTopic) {
 			if vi, verr := b.View(name); verr == nil {
@@ -85,7 +105,7 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 		if err != nil && errors.Is(err, broker.ErrUnknownTopic) {
 			if verr := broker.ValidTopicName(name); verr != nil {
 				err = verr
-			} else if allowCreate {
+			} else if allowCreate && c.allowed(auth.CreateTopic, name) {
 				info, err = b.AutoCreate(name)
 				if errors.Is(err, broker.ErrTopicExists) {
 					info, err = b.Topic(name)
@@ -148,11 +168,17 @@ func handleListOffsets(c *conn, kreq kmsg.Request) reply {
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
+		denied := !c.allowed(auth.DescribeTopic, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch = noLeaderEpoch
 			sp.Offset, sp.Timestamp = -1, -1
+			if denied {
+				sp.ErrorCode = codeTopicAuth
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			ts := rp.Timestamp
 			if ts == -4 { // earliest local: all of the log is local
 				ts = broker.EarliestTimestamp
@@ -194,7 +220,9 @@ func handleOffsetForEpoch(c *conn, kreq kmsg.Request) reply {
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch = noLeaderEpoch
 			sp.EndOffset = -1
-			if _, hwm, err := c.s.b.Offsets(rt.Topic, rp.Partition); err != nil {
+			if !c.allowed(auth.DescribeTopic, rt.Topic) {
+				sp.ErrorCode = codeTopicAuth
+			} else if _, hwm, err := c.s.b.Offsets(rt.Topic, rp.Partition); err != nil {
 				sp.ErrorCode = errorCode(err, partitionCodes...)
 			} else {
 				sp.EndOffset = hwm
@@ -216,6 +244,11 @@ func handleDeleteRecords(c *conn, kreq kmsg.Request) reply {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if !c.allowed(auth.AlterTopic, rt.Topic) {
+				sp.LowWatermark, sp.ErrorCode = -1, codeTopicAuth
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			low, err := c.s.b.DeleteRecords(rt.Topic, rp.Partition, rp.Offset)
 			sp.LowWatermark = low
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -28,7 +29,12 @@ func handleProduce(c *conn, kreq kmsg.Request) reply {
 		if req.Version >= 13 {
 			info, err := c.s.b.TopicByID(rt.TopicID)
 			name, terr = info.Name, err
-		} else if _, err := c.s.b.Topic(name); err != nil && c.s.b.AutoCreateEnabled() {
+			if err == nil && !c.allowed(auth.ProduceTopic, name) {
+				terr = topicDenied(auth.ProduceTopic, name)
+			}
+		} else if !c.allowed(auth.ProduceTopic, name) {
+			terr = topicDenied(auth.ProduceTopic, name)
+		} else if _, err := c.s.b.Topic(name); err != nil && c.s.b.AutoCreateEnabled() && c.allowed(auth.CreateTopic, name) {
 			_, terr = c.s.b.AutoCreate(name)
 		}
 		for _, rp := range rt.Partitions {

@@ -17,6 +17,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 )
 
@@ -53,6 +55,14 @@ type Options struct {
 	// before the server stops reading from it. 0 is DefaultMaxInFlight.
 	MaxInFlight int
 	Logger      *slog.Logger
+	// Auth, when enabled, makes every connection authenticate with SASL
+	// (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) before anything but
+	// ApiVersions, and checks the principal's permissions in every
+	// handler. Nil or disabled: no authentication, everything allowed.
+	Auth *auth.Authenticator
+	// TLS, when set, serves TLS on every listener given to Serve (client
+	// certificates are the config's business).
+	TLS *tls.Config
 }
 
 // Server serves the Kafka protocol for one broker.
@@ -69,6 +79,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup // connection goroutines
+
+	stopRevoke func() // unsubscribes from the authenticator's revocations
 }
 
 // NewServer returns a server for b. Serve starts it on a listener.
@@ -83,7 +95,7 @@ func NewServer(b *broker.Broker, opts Options) *Server {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		b:         b,
 		opts:      opts,
 		log:       opts.Logger.With("transport", "kafka"),
@@ -92,6 +104,10 @@ func NewServer(b *broker.Broker, opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
+	if s.authOn() {
+		s.stopRevoke = opts.Auth.OnRevoke(s.revoked)
+	}
+	return s
 }
 
 // Serve accepts connections on ln until ctx ends, Close is called or the
@@ -104,6 +120,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 		_ = ln.Close()
 		return ErrServerClosed
+	}
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
@@ -120,7 +139,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopLn := context.AfterFunc(sctx, func() { _ = ln.Close() })
 	defer stopLn()
 
-	s.log.Info("kafka listener started", "addr", ln.Addr().String())
+	s.log.Info("kafka listener started", "addr", ln.Addr().String(), "tls", s.opts.TLS != nil, "auth", s.authOn())
 	var conns sync.WaitGroup
 	var err error
 	var backoff time.Duration
@@ -205,7 +224,11 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.cancel()
 	}
+	stopRevoke := s.stopRevoke
 	s.mu.Unlock()
+	if stopRevoke != nil {
+		stopRevoke()
+	}
 	s.cancel()
 	s.wg.Wait()
 	return errors.Join(errs...)
@@ -231,6 +254,8 @@ type conn struct {
 	// clientID is the client id of the request being handled; handlers
 	// run on the read path, which sets it.
 	clientID string
+	// sasl is the authentication state (sasl.go).
+	sasl saslState
 }
 
 // remoteHost is the client's address without the port, as Kafka reports
@@ -264,9 +289,22 @@ func protoErrorf(format string, args ...any) error {
 	return &protocolError{msg: fmt.Sprintf(format, args...)}
 }
 
+// closeError stops reading from a connection and closes it once the
+// responses queued so far are written (a failed authentication answers,
+// then closes).
+type closeError struct{ msg string }
+
+func (e *closeError) Error() string { return e.msg }
+
 func (c *conn) serve() {
 	stop := context.AfterFunc(c.ctx, func() { _ = c.nc.Close() })
 	defer stop()
+	defer c.stopExpiry()
+	if !c.tlsHandshake() {
+		c.cancel()
+		_ = c.nc.Close()
+		return
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -275,9 +313,13 @@ func (c *conn) serve() {
 
 	err := c.readLoop()
 	var pe *protocolError
+	var ce *closeError
 	switch {
 	case err == nil:
 		// The client closed its side: let queued responses go out.
+	case errors.As(err, &ce):
+		// We close after the queued responses (the last one says why).
+		c.s.log.Info("closing kafka connection", "remote", c.remote, "reason", ce.msg)
 	case errors.As(err, &pe):
 		c.s.log.Warn("closing kafka connection", "remote", c.remote, "reason", pe.msg)
 		c.cancel()
@@ -313,6 +355,9 @@ func (c *conn) readLoop() error {
 		if size < 0 || size > c.s.opts.MaxFrameBytes {
 			return protoErrorf("frame of %d bytes is outside [0, %d] (max_frame_bytes)", size, c.s.opts.MaxFrameBytes)
 		}
+		if size > maxPreAuthFrameBytes && c.s.authOn() && c.sasl.principal.Load() == nil {
+			return protoErrorf("frame of %d bytes before SASL authentication (at most %d)", size, maxPreAuthFrameBytes)
+		}
 		frame, err := readFrame(br, int(size), spare)
 		spare = nil
 		if err != nil {
@@ -320,6 +365,13 @@ func (c *conn) readLoop() error {
 				return protoErrorf("truncated frame: wanted %d bytes, got %d", size, len(frame))
 			}
 			return err
+		}
+		if c.sasl.raw {
+			// After SaslHandshake v0, SASL tokens come unframed.
+			if err := c.handleRawToken(frame); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := c.handleFrame(frame); err != nil {
 			return err

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gws "github.com/gorilla/websocket"
+
+	"github.com/samsa-broker/samsa/auth"
 )
 
 type outKind uint8
@@ -63,13 +66,45 @@ type conn struct {
 
 	rr     int32 // round robin partition of unkeyed records
 	badRun int   // consecutive bad frames
+
+	// Authentication (auth.go).
+	nonce     []byte // the hello nonce's bytes, signed by nonce auth
+	sess      atomic.Pointer[session]
+	expMu     sync.Mutex
+	expTimer  *time.Timer // closes the connection when the token expires
+	authTimer *time.Timer // closes it when it does not authenticate in time
 }
 
-func newConn(s *Server, ws *gws.Conn, ip string) *conn {
+// newConn starts a connection: hello, then the cookie's authentication
+// (p) or its failure (cookieErr) when auth is on.
+func newConn(s *Server, ws *gws.Conn, ip string, p *auth.Principal, cookieErr error) *conn {
 	session, nonce := newSessionID()
 	c := &conn{s: s, ws: ws, ip: ip, session: session}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.enqueue(outMsg{kind: outText, data: s.helloFrame(session, nonce)})
+	if !s.authOn() {
+		return c
+	}
+	c.nonce = nonce
+	switch {
+	case p != nil:
+		c.setSession(p)
+		b := append([]byte(`{"type":"authenticated",`), `"via":"cookie",`...)
+		b = appendSessionFields(b, p)
+		c.sendText(append(b, '}'))
+	default:
+		if cookieErr != nil {
+			s.opts.Logger.Info("websocket: cookie authentication failed", "session", session, "ip", ip, "err", cookieErr)
+			c.sendText(errorFrame(nil, "", authError(cookieErr)))
+		}
+		c.expMu.Lock()
+		c.authTimer = time.AfterFunc(s.opts.AuthTimeout, func() {
+			if c.principal() == nil {
+				c.closeWith(CloseUnauthorized, "not authenticated in time")
+			}
+		})
+		c.expMu.Unlock()
+	}
 	return c
 }
 
@@ -165,6 +200,7 @@ func (c *conn) drainReads() {
 // teardown ends everything of the connection.
 func (c *conn) teardown() {
 	c.cancel()
+	c.stopAuthTimers()
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -397,6 +433,17 @@ func (c *conn) handleText(data []byte) {
 		return
 	}
 	c.badRun = 0
+	if !opAllowedBeforeAuth(req.Op) {
+		if perr := c.authenticated(); perr != nil {
+			if req.Op == "produce" {
+				// Produce replies go out in request order.
+				c.readyAck(outMsg{kind: outText, data: errorFrame(req.ID, "", perr)})
+			} else {
+				c.sendText(errorFrame(req.ID, "", perr))
+			}
+			return
+		}
+	}
 	var err *protoError
 	switch req.Op {
 	case "produce":
@@ -413,7 +460,7 @@ func (c *conn) handleText(data []byte) {
 	case "ping":
 		c.sendText(simpleReply("pong", req.ID, ""))
 	case "auth":
-		c.sendText(simpleReply("authenticated", req.ID, ""))
+		err = c.handleAuth(req.ID, data)
 	default:
 		err = errf(codeUnknownOp, "unknown op %q", req.Op)
 	}

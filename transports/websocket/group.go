@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker/group"
 )
 
@@ -333,6 +334,12 @@ func (c *conn) commit(req *request) *protoError {
 			return errf(codeBadRequest, "commit: topic is required")
 		}
 		cr.Generation, cr.MemberID = -1, ""
+	}
+	if perr := c.allow(auth.JoinGroup, cr.Group); perr != nil {
+		return perr
+	}
+	if perr := c.allow(auth.ConsumeTopic, topic); perr != nil {
+		return perr
 	}
 	for i, o := range offs {
 		if o.Partition == nil || o.Offset == nil || *o.Partition < 0 || *o.Offset < 0 {

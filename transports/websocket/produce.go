@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/samsa-broker/samsa/broker/record"
 )
@@ -233,6 +234,10 @@ func (c *conn) produceBinary(data []byte) {
 // queues the reply in request order.
 func (c *conn) produce(topic string, acks int16, recs []prodRec, finish ackFinish) {
 	b := c.s.b
+	if perr := c.allow(auth.ProduceTopic, topic); perr != nil {
+		c.readyAckFinish(finish, perr)
+		return
+	}
 	if _, err := b.View(topic); err == nil {
 		c.readyAckFinish(finish, errf(codeBadRequest, "topic %q is a filtered view and is read-only", topic))
 		return

@@ -21,6 +21,7 @@ import (
 
 	gws "github.com/gorilla/websocket"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 )
 
@@ -62,6 +63,17 @@ type Options struct {
 	// MaxInflightProduce per connection before reading pauses. 64.
 	MaxInflightProduce int
 
+	// Auth, when non-nil and enabled, requires every connection to
+	// authenticate (PROTOCOL.md §9) and checks each op's permissions.
+	// Nil or disabled: every op is allowed ("auth":"none").
+	Auth *auth.Authenticator
+	// AuthCookie names a cookie of the upgrade request that may carry a
+	// bearer JWT (browsers). Empty: cookies are not read.
+	AuthCookie string
+	// AuthTimeout closes (4001) a connection that has not authenticated
+	// within it, when auth is on. 30 s.
+	AuthTimeout time.Duration
+
 	// Filter runs consume filters of subscriptions; nil: a subscription
 	// with a filter gets "unavailable".
 	Filter ConsumeFilter
@@ -91,6 +103,7 @@ func (o Options) withDefaults() Options {
 	defd(&o.FetchMaxWait, 500*time.Millisecond)
 	defd(&o.SessionTimeout, 30*time.Second)
 	defd(&o.HeartbeatInterval, time.Second)
+	defd(&o.AuthTimeout, 30*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -110,6 +123,8 @@ type Server struct {
 	closed bool
 	count  atomic.Int64
 	wg     sync.WaitGroup // connections
+
+	unrevoke func() // stops revocation callbacks
 
 	// stats for tests and metrics
 	closes sync.Map // close code (int) -> *atomic.Int64
@@ -135,6 +150,10 @@ func New(b *broker.Broker, opts Options) *Server {
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, reason.Error(), status)
 		},
+	}
+	if s.authOn() {
+		// Revoking a user's key closes its connections (4001).
+		s.unrevoke = opts.Auth.OnRevoke(s.revoke)
 	}
 	go s.pinger()
 	return s
@@ -165,12 +184,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "samsa: too many WebSocket connections", http.StatusServiceUnavailable)
 		return
 	}
+	ip := s.clientIP(r)
+	// A bearer JWT in the configured cookie authenticates the connection
+	// from the start; a bad one leaves it unauthenticated (the page may
+	// still send an auth op) and is reported after hello.
+	cookieP, cookieErr := s.authCookie(r, ip)
 	ws, err := s.up.Upgrade(w, r, nil)
 	if err != nil {
 		s.count.Add(-1)
 		return // the upgrader answered
 	}
-	c := newConn(s, ws, s.clientIP(r))
+	c := newConn(s, ws, ip, cookieP, cookieErr)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -209,6 +233,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.unrevoke != nil {
+		s.unrevoke()
+	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -299,16 +326,21 @@ func (s *Server) clientIP(r *http.Request) string {
 }
 
 // newSessionID returns a random session id and nonce.
-func newSessionID() (string, string) {
+func newSessionID() (string, []byte) {
 	var b [28]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:12]), base64.StdEncoding.EncodeToString(b[12:])
+	return base64.RawURLEncoding.EncodeToString(b[:12]), b[12:]
 }
 
 // helloFrame is the first frame of a connection.
-func (s *Server) helloFrame(session, nonce string) []byte {
+func (s *Server) helloFrame(session string, nonce []byte) []byte {
+	mode := "none"
+	if s.authOn() {
+		mode = "required"
+	}
 	h := map[string]any{
-		"type": "hello", "version": 1, "server": "samsa", "session": session, "nonce": nonce, "auth": "none",
+		"type": "hello", "version": 1, "server": "samsa", "session": session,
+		"nonce": base64.StdEncoding.EncodeToString(nonce), "auth": mode,
 		"limits": map[string]int{
 			"max_frame_bytes":   s.opts.MaxFrameBytes,
 			"max_subscriptions": s.opts.MaxSubscriptions,

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	"github.com/samsa-broker/samsa/broker/record"
 )
@@ -182,6 +183,16 @@ func (c *conn) subscribe(req *request) *protoError {
 	from, perr := parseFrom(req.From)
 	if perr != nil {
 		return perr
+	}
+	// A filter runs on what the subscription may read: consume on the
+	// topic (or view) covers it.
+	if perr := c.allow(auth.ConsumeTopic, req.Topic); perr != nil {
+		return perr
+	}
+	if req.Group != "" {
+		if perr := c.allow(auth.JoinGroup, req.Group); perr != nil {
+			return perr
+		}
 	}
 	c.mu.Lock()
 	_, dup := c.subs[req.Sub]
