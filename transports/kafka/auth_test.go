@@ -273,6 +273,16 @@ func TestSASLFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A non-bearer JWT proves nothing without a signed nonce: OAUTHBEARER
+	// refuses it.
+	_, nbPub, err := auth.NewUserKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonBearer, err := auth.IssueUserJWT(f.issuerSeed, nbPub, limitedPerms, time.Hour, false, "not bearer")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A tampered JWT: the claims say admin, the signature is the old one.
 	parts := strings.Split(good, ".")
 	claims, err := base64.RawURLEncoding.DecodeString(parts[1])
@@ -297,6 +307,7 @@ func TestSASLFailures(t *testing.T) {
 		{"SCRAM-SHA-256 wrong password", scram.Auth{User: "bob", Pass: wrong}.AsSha256Mechanism(), wrong},
 		{"SCRAM-SHA-512 unknown user", scram.Auth{User: "mallory", Pass: testPassword}.AsSha512Mechanism(), testPassword},
 		{"OAUTHBEARER tampered JWT", oauthMech(tampered), tampered},
+		{"OAUTHBEARER non-bearer JWT", oauthMech(nonBearer), nonBearer},
 		{"OAUTHBEARER expired JWT", oauthMech(expired), expired},
 		{"OAUTHBEARER untrusted issuer", oauthMech(other), other},
 		{"OAUTHBEARER garbage", oauthMech("garbage.token.here"), "garbage.token.here"},

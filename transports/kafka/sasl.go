@@ -273,7 +273,9 @@ func (c *conn) saslOAuthBearer(tok []byte) (*auth.Principal, error) {
 	if token == "" {
 		return nil, errors.New("authentication failed: OAUTHBEARER message without a bearer token")
 	}
-	p, err := c.s.opts.Auth.VerifyJWT(token)
+	// Only bearer JWTs: a non-bearer JWT is public and proves nothing
+	// without a signed nonce, which OAUTHBEARER cannot carry.
+	p, err := c.s.opts.Auth.VerifyBearer(token)
 	if err != nil {
 		return nil, err
 	}
