@@ -1158,10 +1158,7 @@ func TestTLS(t *testing.T) {
 // repeats the client nonce before the combined nonce, which Kafka accepts
 // (it checks that the nonce ends with the server-first one).
 func TestKcatSASL(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Skip("kcat not installed")
-	}
+	kcat := requireKcat(t)
 	cert, _ := selfSigned(t)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {

@@ -219,10 +219,7 @@ func TestProduceRejectedByFilter(t *testing.T) {
 // TestKcatConsumeView has librdkafka (kcat) read a view that drops nine
 // records in ten to its end.
 func TestKcatConsumeView(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Skip("kcat is not installed")
-	}
+	kcat := requireKcat(t)
 	e := startFilterServer(t)
 	ctx := testCtx(t)
 	b := e.b
@@ -256,4 +253,18 @@ func TestKcatConsumeView(t *testing.T) {
 	if string(out) != want {
 		t.Fatalf("kcat read:\n%s\nwant:\n%s", out, want)
 	}
+}
+
+// requireKcat returns kcat's path; without kcat the test fails under
+// CI=true (CI installs it) and is skipped otherwise.
+func requireKcat(t *testing.T) string {
+	t.Helper()
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kcat is required under CI=true: %v", err)
+		}
+		t.Skip("kcat is not installed")
+	}
+	return kcat
 }
