@@ -121,26 +121,9 @@ func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) 
 	}
 
 	start := len(dst)
-	out := append(dst, make([]byte, HeaderSize)...)
-	var err error
-	if opts.Codec == None {
-		if out, err = appendRecords(out, recs, base, baseTS, sequential); err != nil {
-			return dst, err
-		}
-	} else {
-		sp := scratch.Get().(*[]byte)
-		var raw []byte
-		raw, err = appendRecords((*sp)[:0], recs, base, baseTS, sequential)
-		if err == nil {
-			out, err = compress(out, opts.Codec, raw)
-		}
-		if cap(raw) <= maxPooledScratch {
-			*sp = raw[:0]
-			scratch.Put(sp)
-		}
-		if err != nil {
-			return dst, err
-		}
+	out, err := appendBody(append(dst, make([]byte, HeaderSize)...), recs, base, baseTS, sequential, opts.Codec)
+	if err != nil {
+		return dst, err
 	}
 
 	size := len(out) - start
@@ -197,26 +180,9 @@ func appendSpan(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) {
 	}
 	baseTS := recs[0].Timestamp
 	start := len(dst)
-	out := append(dst, make([]byte, HeaderSize)...)
-	var err error
-	if opts.Codec == None {
-		if out, err = appendRecords(out, recs, base, baseTS, false); err != nil {
-			return dst, err
-		}
-	} else {
-		sp := scratch.Get().(*[]byte)
-		var raw []byte
-		raw, err = appendRecords((*sp)[:0], recs, base, baseTS, false)
-		if err == nil {
-			out, err = compress(out, opts.Codec, raw)
-		}
-		if cap(raw) <= maxPooledScratch {
-			*sp = raw[:0]
-			scratch.Put(sp)
-		}
-		if err != nil {
-			return dst, err
-		}
+	out, err := appendBody(append(dst, make([]byte, HeaderSize)...), recs, base, baseTS, false, opts.Codec)
+	if err != nil {
+		return dst, err
 	}
 	if len(out)-start-LengthFieldEnd > math.MaxInt32 {
 		return dst, fmt.Errorf("%w: batch of %d bytes", ErrInvalid, len(out)-start)
@@ -269,6 +235,24 @@ func writeHeader(b []byte, attrs int16, base int64, lastDelta int32, baseTS, max
 }
 
 // varintSize is the size of v zigzag varint encoded.
+// appendBody appends the records of a batch to out (which already holds
+// the header's room), compressed with codec.
+func appendBody(out []byte, recs []Record, base, baseTS int64, sequential bool, codec Codec) ([]byte, error) {
+	if codec == None {
+		return appendRecords(out, recs, base, baseTS, sequential)
+	}
+	sp := scratch.Get().(*[]byte)
+	raw, err := appendRecords((*sp)[:0], recs, base, baseTS, sequential)
+	if err == nil {
+		out, err = compress(out, codec, raw)
+	}
+	if cap(raw) <= maxPooledScratch {
+		*sp = raw[:0]
+		scratch.Put(sp)
+	}
+	return out, err
+}
+
 func varintSize(v int64) int {
 	u := uint64(v<<1) ^ uint64(v>>63)
 	return (bits.Len64(u|1) + 6) / 7
