@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,10 +74,11 @@ func freeAddr(b *testing.B) string {
 
 // brokerProc is a `samsa serve` child process.
 type brokerProc struct {
-	cmd  *exec.Cmd
-	pid  int
-	url  string
-	done chan struct{} // closed when the process has exited
+	cmd      *exec.Cmd
+	pid      int
+	url      string
+	httpAddr string
+	done     chan struct{} // closed when the process has exited
 
 	mu   sync.Mutex
 	tail []string // last lines of its log
@@ -108,7 +110,7 @@ func startBroker(b *testing.B, bin string) *brokerProc {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	p := &brokerProc{cmd: cmd, pid: cmd.Process.Pid, url: "ws://" + httpAddr + "/ws", done: make(chan struct{})}
+	p := &brokerProc{cmd: cmd, pid: cmd.Process.Pid, url: "ws://" + httpAddr + "/ws", httpAddr: httpAddr, done: make(chan struct{})}
 	serving := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -156,6 +158,38 @@ func startBroker(b *testing.B, bin string) *brokerProc {
 		b.Fatalf("samsa serve not serving after 30 s:\n%s", p.logTail())
 	}
 	return p
+}
+
+// profileBroker writes a CPU profile of the broker over d to the file
+// named by $SAMSA_FANOUT_CPUPROFILE, if set (from the broker's
+// /debug/pprof, open without auth on loopback). The returned channel is
+// closed when the profile is written (at once when there is none).
+func profileBroker(b *testing.B, br *brokerProc, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	out := os.Getenv("SAMSA_FANOUT_CPUPROFILE")
+	if out == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", br.httpAddr, int(d/time.Second)))
+		if err != nil {
+			b.Logf("cpu profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(out)
+		if err != nil {
+			b.Logf("cpu profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Logf("cpu profile: %v", err)
+		}
+	}()
+	return done
 }
 
 // procCPU returns the user+system CPU time of a process (pid 0: this one)
@@ -315,6 +349,7 @@ func runFanout(b *testing.B, bin string, nsubs, rate, size int, dur time.Duratio
 	total := rate * int(dur/time.Second)
 	interval := time.Second / time.Duration(rate)
 	brCPU0, clCPU0 := procCPU(br.pid), procCPU(0)
+	profDone := profileBroker(b, br, dur-time.Second)
 	b.ResetTimer()
 	start := time.Now()
 	for i := range total {
@@ -327,6 +362,7 @@ func runFanout(b *testing.B, bin string, nsubs, rate, size int, dur time.Duratio
 		prod.ProduceAsync(ctx, topic, Record{Value: v}, cb)
 	}
 	produced := time.Since(start)
+	<-profDone
 	if err := prod.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}

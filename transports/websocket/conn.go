@@ -27,8 +27,9 @@ const (
 // outMsg is one queued outgoing frame.
 type outMsg struct {
 	kind   outKind
-	code   int // outClose
-	data   []byte
+	code   int    // outClose
+	head   []byte // written before data in the same frame (may be shared)
+	data   []byte // may be shared: never modified once queued
 	reason string
 }
 
@@ -282,7 +283,7 @@ func (c *conn) enqueueForce(m outMsg) {
 
 func (c *conn) pushLocked(m outMsg) {
 	c.queue = append(c.queue, m)
-	c.qbytes += len(m.data)
+	c.qbytes += len(m.head) + len(m.data)
 	if !c.writing {
 		c.writing = true
 		go c.writeLoop()
@@ -309,8 +310,11 @@ func (c *conn) queuedBytes() int {
 	return c.qbytes
 }
 
-// writeLoop writes queued frames and exits when the queue is empty.
+// writeLoop writes queued frames and exits when the queue is empty. It
+// takes everything queued at once and writes it with as few system calls
+// as possible (writeFrames), so a busy connection batches by itself.
 func (c *conn) writeLoop() {
+	var batch []outMsg
 	for {
 		c.qmu.Lock()
 		if c.dead || c.qhead == len(c.queue) {
@@ -319,20 +323,26 @@ func (c *conn) writeLoop() {
 			c.qmu.Unlock()
 			return
 		}
-		m := c.queue[c.qhead]
-		c.queue[c.qhead] = outMsg{}
-		c.qhead++
+		batch = append(batch[:0], c.queue[c.qhead:]...)
+		clear(c.queue[c.qhead:])
+		c.queue, c.qhead = c.queue[:0], 0
 		c.qmu.Unlock()
 
-		err := c.write(m)
+		err := c.writeFrames(batch)
+		n, closed := 0, false
+		for i := range batch {
+			n += len(batch[i].head) + len(batch[i].data)
+			closed = closed || batch[i].kind == outClose
+		}
+		clear(batch)
 
 		c.qmu.Lock()
-		c.qbytes -= len(m.data)
+		c.qbytes -= n
 		wake := c.paused && c.qbytes < c.s.opts.MaxPendingBytes
 		if wake {
 			c.paused = false
 		}
-		if err != nil || m.kind == outClose {
+		if err != nil || closed {
 			c.dead = true
 			clear(c.queue[c.qhead:])
 			c.queue, c.qhead, c.qbytes = nil, 0, 0
@@ -354,29 +364,6 @@ func (c *conn) writeLoop() {
 			c.wakeSubs()
 		}
 	}
-}
-
-func (c *conn) write(m outMsg) error {
-	deadline := time.Now().Add(c.s.opts.WriteTimeout)
-	switch m.kind {
-	case outPing:
-		if m.code == 1 { // a pong answering the client's ping
-			return c.ws.WriteControl(gws.PongMessage, m.data, deadline)
-		}
-		return c.ws.WriteControl(gws.PingMessage, nil, deadline)
-	case outClose:
-		d := time.Now().Add(time.Second)
-		if deadline.Before(d) {
-			d = deadline
-		}
-		return c.ws.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(m.code, m.reason), d)
-	}
-	_ = c.ws.SetWriteDeadline(deadline)
-	typ := gws.TextMessage
-	if m.kind == outBinary {
-		typ = gws.BinaryMessage
-	}
-	return c.ws.WriteMessage(typ, m.data)
 }
 
 // wakeSubs wakes every subscription (the queue drained or died).

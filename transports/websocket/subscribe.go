@@ -96,6 +96,7 @@ type partState struct {
 	p    int32
 	next int64
 	hwm  int64
+	att  *attachment // non-nil while the partition's tailer delivers it (tail.go)
 }
 
 // subscription is one subscribe of a connection.
@@ -109,10 +110,16 @@ type subscription struct {
 	keyEnc   string
 	filter   *filterRequest
 	from     fromSpec
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wake     chan struct{}
-	done     chan struct{}
+	// head starts every delivery message of the subscription; outKind and
+	// format say how its records are encoded (tail.go shares encodings
+	// between subscriptions of the same format).
+	head    []byte
+	outKind outKind
+	format  string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wake    chan struct{}
+	done    chan struct{}
 
 	mu          sync.Mutex
 	credit      int64
@@ -232,6 +239,7 @@ func (c *conn) subscribe(req *request) *protoError {
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
+	s.initFormat()
 	var reply []byte
 	if req.Group == "" {
 		parts := req.Partitions
@@ -293,6 +301,21 @@ func (c *conn) subscribe(req *request) *protoError {
 		go s.runGroup()
 	}
 	return nil
+}
+
+// initFormat sets head, outKind and format from the delivery settings.
+func (s *subscription) initFormat() {
+	m := msgBuilder{s: s}
+	m.start()
+	if s.binary {
+		s.head = m.buf[:len(m.buf)-4] // without the count, which starts a shared body
+		s.outKind = outBinary
+		s.format = "binary"
+		return
+	}
+	s.head = m.buf
+	s.outKind = outText
+	s.format = "json:" + s.enc + ":" + s.keyEnc
 }
 
 // partsReply builds subscribed/assigned: {"type":typ,"id":..,"sub":..,"partitions":[...]}.
@@ -449,17 +472,31 @@ func (s *subscription) run() {
 		var fctx context.Context
 		var gen uint64
 		var maxBytes int32
+		behind := false
 		if ready {
 			fps = fps[:0]
 			n := len(s.parts)
 			rot++
 			for i := range n {
-				ps := s.parts[(i+rot)%n]
+				ps := &s.parts[(i+rot)%n]
+				if ps.att != nil {
+					continue
+				}
+				if s.filter == nil && !s.c.s.opts.NoSharedTail && ps.next >= ps.hwm {
+					if s.c.s.attach(s, ps) {
+						continue
+					}
+					behind = true
+				}
 				fps = append(fps, broker.FetchPartition{Topic: s.topic, Partition: ps.p, Offset: ps.next})
 			}
-			gen = s.gen
-			fctx, s.fetchCancel = context.WithCancel(s.ctx)
-			maxBytes = int32(min(max(s.credit*512, 16<<10), maxMessageBytes))
+			if len(fps) == 0 {
+				ready = false // the tailers deliver every partition
+			} else {
+				gen = s.gen
+				fctx, s.fetchCancel = context.WithCancel(s.ctx)
+				maxBytes = int32(min(max(s.credit*512, 16<<10), maxMessageBytes))
+			}
 		}
 		s.mu.Unlock()
 		if !ready || !s.c.pendingOK() {
@@ -470,7 +507,12 @@ func (s *subscription) run() {
 			}
 			continue
 		}
-		res := b.Fetch(fctx, broker.FetchRequest{MaxWait: s.c.s.opts.FetchMaxWait, MinBytes: 1, MaxBytes: maxBytes, Partitions: fps})
+		wait := s.c.s.opts.FetchMaxWait
+		if behind {
+			// A tailer is ahead: read up to it without waiting, then attach.
+			wait = 0
+		}
+		res := b.Fetch(fctx, broker.FetchRequest{MaxWait: wait, MinBytes: 1, MaxBytes: maxBytes, Partitions: fps})
 		s.mu.Lock()
 		if s.fetchCancel != nil {
 			s.fetchCancel()
@@ -504,7 +546,7 @@ func (s *subscription) deliver(gen uint64, fps []broker.FetchPartition, res []br
 	for i, fp := range fps {
 		r := &res[i]
 		ps := s.part(fp.Partition)
-		if ps == nil || ps.next != fp.Offset {
+		if ps == nil || ps.next != fp.Offset || ps.att != nil {
 			continue
 		}
 		ps.hwm = max(ps.hwm, r.HighWatermark)
@@ -628,70 +670,74 @@ func (m *msgBuilder) add(p int32, r *record.Record) {
 		m.start()
 	}
 	s := m.s
-	b := m.buf
-	if s.binary {
+	if !s.binary && m.count > 0 {
+		m.buf = append(m.buf, ',')
+	}
+	m.buf = appendRecord(m.buf, s.binary, s.enc, s.keyEnc, p, r)
+	m.count++
+	if len(m.buf) >= maxMessageBytes {
+		m.flush()
+	}
+}
+
+// appendRecord appends r of partition p as delivered: in the binary
+// layout, or as a JSON object with its value and key in the encodings
+// enc and keyEnc (PROTOCOL.md, "records").
+func appendRecord(b []byte, bin bool, enc, keyEnc string, p int32, r *record.Record) []byte {
+	if bin {
 		b = binary.LittleEndian.AppendUint32(b, uint32(p))
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Offset))
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Timestamp))
 		b = appendNBytes(b, r.Key)
 		b = appendNBytes(b, r.Value)
-		b = appendBinHeaders(b, r.Headers)
+		return appendBinHeaders(b, r.Headers)
+	}
+	b = append(b, `{"partition":`...)
+	b = strconv.AppendInt(b, int64(p), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, r.Offset, 10)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, r.Timestamp, 10)
+	b = append(b, `,"key":`...)
+	if r.Key == nil {
+		b = append(b, "null"...)
 	} else {
-		if m.count > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"partition":`...)
-		b = strconv.AppendInt(b, int64(p), 10)
-		b = append(b, `,"offset":`...)
-		b = strconv.AppendInt(b, r.Offset, 10)
-		b = append(b, `,"timestamp":`...)
-		b = strconv.AppendInt(b, r.Timestamp, 10)
-		b = append(b, `,"key":`...)
-		if r.Key == nil {
-			b = append(b, "null"...)
-		} else {
-			ke := chooseEncoding(r.Key, s.keyEnc, s.keyEnc == encAuto)
-			b = appendValue(b, r.Key, ke)
-			b = append(b, `,"key_encoding":"`...)
-			b = append(b, ke...)
-			b = append(b, '"')
-		}
-		b = append(b, `,"value":`...)
-		ve := encJSON
-		if r.Value != nil {
-			ve = chooseEncoding(r.Value, s.enc, false)
-		}
-		b = appendValue(b, r.Value, ve)
-		b = append(b, `,"encoding":"`...)
-		b = append(b, ve...)
+		ke := chooseEncoding(r.Key, keyEnc, keyEnc == encAuto)
+		b = appendValue(b, r.Key, ke)
+		b = append(b, `,"key_encoding":"`...)
+		b = append(b, ke...)
 		b = append(b, '"')
-		if len(r.Headers) > 0 {
-			b = append(b, `,"headers":[`...)
-			for i, h := range r.Headers {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"key":`...)
-				b = appendString(b, validUTF8(h.Key))
-				b = append(b, `,"value":`...)
-				he := encText
-				if h.Value != nil {
-					he = chooseEncoding(h.Value, encText, true)
-				}
-				b = appendValue(b, h.Value, he)
-				b = append(b, `,"encoding":"`...)
-				b = append(b, he...)
-				b = append(b, `"}`...)
+	}
+	b = append(b, `,"value":`...)
+	ve := encJSON
+	if r.Value != nil {
+		ve = chooseEncoding(r.Value, enc, false)
+	}
+	b = appendValue(b, r.Value, ve)
+	b = append(b, `,"encoding":"`...)
+	b = append(b, ve...)
+	b = append(b, '"')
+	if len(r.Headers) > 0 {
+		b = append(b, `,"headers":[`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				b = append(b, ',')
 			}
-			b = append(b, ']')
+			b = append(b, `{"key":`...)
+			b = appendString(b, validUTF8(h.Key))
+			b = append(b, `,"value":`...)
+			he := encText
+			if h.Value != nil {
+				he = chooseEncoding(h.Value, encText, true)
+			}
+			b = appendValue(b, h.Value, he)
+			b = append(b, `,"encoding":"`...)
+			b = append(b, he...)
+			b = append(b, `"}`...)
 		}
-		b = append(b, '}')
+		b = append(b, ']')
 	}
-	m.buf = b
-	m.count++
-	if len(m.buf) >= maxMessageBytes {
-		m.flush()
-	}
+	return append(b, '}')
 }
 
 func (m *msgBuilder) flush() {
