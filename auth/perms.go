@@ -48,7 +48,8 @@ const (
 	ProduceTopic  Action = iota + 1 // Produce patterns
 	ConsumeTopic                    // Consume patterns
 	DescribeTopic                   // Produce or Consume patterns (a producer needs the topic's metadata)
-	CreateTopic                     // Admin
+	CreateTopic                     // Admin (CreateTopics)
+	AutoCreateTopic                 // Produce patterns: a topic is created on first use by whoever may write to it
 	DeleteTopic                     // Admin
 	AlterTopic                      // Admin (configs, partitions, DeleteRecords)
 	JoinGroup                       // Groups patterns: join, sync, heartbeat, leave, commit, fetch offsets
@@ -61,7 +62,7 @@ const (
 
 var actionNames = [...]string{
 	ProduceTopic: "produce", ConsumeTopic: "consume", DescribeTopic: "describe topic",
-	CreateTopic: "create topic", DeleteTopic: "delete topic", AlterTopic: "alter topic",
+	CreateTopic: "create topic", AutoCreateTopic: "auto-create topic", DeleteTopic: "delete topic", AlterTopic: "alter topic",
 	JoinGroup: "join group", DescribeGroup: "describe group", DeleteGroup: "delete group",
 	DeployFilter: "deploy filter", BindFilter: "bind filter", ClusterAdmin: "cluster admin",
 }
@@ -128,7 +129,7 @@ func (ps *Permissions) Allows(a Action, resource string) bool {
 		return a >= ProduceTopic && a <= ClusterAdmin
 	}
 	switch a {
-	case ProduceTopic:
+	case ProduceTopic, AutoCreateTopic:
 		return matchList(ps.Produce, ps.ProduceDeny, resource)
 	case ConsumeTopic:
 		return matchList(ps.Consume, ps.ConsumeDeny, resource)

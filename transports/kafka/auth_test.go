@@ -581,7 +581,9 @@ func authRequest[R kmsg.Response](t *testing.T, cl *kgo.Client, req kmsg.Request
 // TestAuthorization: every permission is checked, with the error codes
 // Kafka uses.
 func TestAuthorization(t *testing.T) {
-	f := startAuthServer(t, nil)
+	f := startAuthServer(t, func(c *auth.Config) {
+		c.Users = append(c.Users, auth.StaticUser{Name: "reader", PasswordHash: cheapHash(t, testPassword), Permissions: auth.Permissions{Consume: []string{"orders.>"}}})
+	})
 	ctx := testCtx(t)
 	admin := f.saslClient(t, plainMech("admin", testPassword))
 	alice := f.saslClient(t, plainMech("alice", testPassword))
@@ -601,6 +603,8 @@ func TestAuthorization(t *testing.T) {
 	// Requests go at exact versions over raw connections.
 	aliceConn := f.dialSASL(t)
 	aliceConn.login("PLAIN", []byte("\x00alice\x00"+testPassword))
+	readerConn := f.dialSASL(t)
+	readerConn.login("PLAIN", []byte("\x00reader\x00"+testPassword))
 	adminConn := f.dialSASL(t)
 	adminConn.login("PLAIN", []byte("\x00admin\x00"+testPassword))
 	topicReq := func(topic string) kmsg.MetadataRequestTopic {
@@ -659,13 +663,23 @@ func TestAuthorization(t *testing.T) {
 			req.Topics = append(req.Topics, topicReq("nope"))
 			return req
 		}, 29, aliceConn},
-		{"metadata auto-creation without create permission", func() kmsg.Request {
+		{"metadata auto-creation without produce permission", func() kmsg.Request {
 			req := kmsg.NewPtrMetadataRequest()
 			req.Version = 12
 			req.AllowAutoTopicCreation = true
 			req.Topics = append(req.Topics, topicReq("orders.new"))
 			return req
-		}, kerr.UnknownTopicOrPartition.Code, aliceConn},
+		}, kerr.UnknownTopicOrPartition.Code, readerConn},
+		{"metadata auto-creation with produce permission", func() kmsg.Request {
+			req := kmsg.NewPtrMetadataRequest()
+			req.Version = 12
+			req.AllowAutoTopicCreation = true
+			req.Topics = append(req.Topics, topicReq("orders.created.by.alice"))
+			return req
+		}, 0, aliceConn},
+		{"produce auto-creates with produce permission", func() kmsg.Request {
+			return produceReq(9, 1, "orders.produced.by.alice", 0, batch(t, "x"))
+		}, 0, aliceConn},
 		{"create topics without admin", func() kmsg.Request {
 			req := kmsg.NewPtrCreateTopicsRequest()
 			req.Version = 5
@@ -828,11 +842,11 @@ func TestAuthorization(t *testing.T) {
 			names = append(names, *tp.Topic)
 		}
 		slices.Sort(names)
-		if !slices.Equal(names, []string{"orders.a", "orders.created"}) {
+		if !slices.Equal(names, []string{"orders.a", "orders.created", "orders.created.by.alice", "orders.produced.by.alice"}) {
 			t.Fatalf("alice sees %v", names)
 		}
 		if _, err := f.b.Topic("orders.new"); err == nil {
-			t.Fatal("orders.new was auto-created for a user without create permission")
+			t.Fatal("orders.new was auto-created for a user without produce permission")
 		}
 	})
 	t.Run("list groups lists only describable groups", func(t *testing.T) {

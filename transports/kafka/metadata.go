@@ -105,7 +105,7 @@ func handleMetadata(c *conn, kreq kmsg.Request) reply {
 		if err != nil && errors.Is(err, broker.ErrUnknownTopic) {
 			if verr := broker.ValidTopicName(name); verr != nil {
 				err = verr
-			} else if allowCreate && c.allowed(auth.CreateTopic, name) {
+			} else if allowCreate && c.allowed(auth.AutoCreateTopic, name) {
 				info, err = b.AutoCreate(name)
 				if errors.Is(err, broker.ErrTopicExists) {
 					info, err = b.Topic(name)

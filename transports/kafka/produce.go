@@ -34,7 +34,7 @@ func handleProduce(c *conn, kreq kmsg.Request) reply {
 			}
 		} else if !c.allowed(auth.ProduceTopic, name) {
 			terr = topicDenied(auth.ProduceTopic, name)
-		} else if _, err := c.s.b.Topic(name); err != nil && c.s.b.AutoCreateEnabled() && c.allowed(auth.CreateTopic, name) {
+		} else if _, err := c.s.b.Topic(name); err != nil && c.s.b.AutoCreateEnabled() && c.allowed(auth.AutoCreateTopic, name) {
 			_, terr = c.s.b.AutoCreate(name)
 		}
 		for _, rp := range rt.Partitions {

@@ -539,3 +539,38 @@ func TestAuthStaticNKeyUser(t *testing.T) {
 	c.send(map[string]any{"op": "produce", "id": 3, "topic": "sensors.8", "records": []any{map[string]any{"value": 1}}})
 	expectError(t, c.next(), codeForbidden)
 }
+
+// TestAuthAutoCreate: a missing topic is created on first use only by a
+// user who may produce to it (the same rule as over Kafka); subscribing
+// with consume permission alone creates nothing.
+func TestAuthAutoCreate(t *testing.T) {
+	e := startAuthServer(t)
+	reader := e.newUser(t, auth.Permissions{Consume: []string{"new.>"}}, time.Hour, false)
+	writer := e.newUser(t, auth.Permissions{Produce: []string{"new.>"}, Consume: []string{"new.>"}}, time.Hour, false)
+	rc, wc := e.dial(t), e.dial(t)
+	defer rc.close()
+	defer wc.close()
+	if m := reader.login(t, rc); m["type"] != "authenticated" {
+		t.Fatalf("reader login: %v", m)
+	}
+	if m := writer.login(t, wc); m["type"] != "authenticated" {
+		t.Fatalf("writer login: %v", m)
+	}
+	rc.send(map[string]any{"op": "subscribe", "id": 1, "sub": "s", "topic": "new.a"})
+	expectError(t, rc.next(), codeUnknownTopic)
+	if _, err := e.b.Topic("new.a"); err == nil {
+		t.Fatal("a consume-only subscription created the topic")
+	}
+	wc.send(map[string]any{"op": "subscribe", "id": 1, "sub": "s", "topic": "new.a"})
+	wc.expect("subscribed")
+	if _, err := e.b.Topic("new.a"); err != nil {
+		t.Fatalf("subscription with produce permission: %v", err)
+	}
+	wc.produce("new.b", 2, map[string]any{"value": 1})
+	if _, err := e.b.Topic("new.b"); err != nil {
+		t.Fatalf("produce did not create the topic: %v", err)
+	}
+	// Now that it exists, the reader may subscribe.
+	rc.send(map[string]any{"op": "subscribe", "id": 3, "sub": "s", "topic": "new.b", "from": "earliest"})
+	rc.expect("subscribed")
+}

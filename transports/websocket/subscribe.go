@@ -216,8 +216,16 @@ func (c *conn) subscribe(req *request) *protoError {
 	info, err := b.View(req.Topic)
 	if err == nil {
 		offTopic = info.Source
-	} else if info, err = b.AutoCreate(req.Topic); err != nil {
-		return toProto(err)
+	} else if info, err = b.Topic(req.Topic); err != nil {
+		// A missing topic is created on first use, as by a producer, but
+		// only for a user who may produce to it (auth.AutoCreateTopic):
+		// reading alone creates nothing.
+		if c.allow(auth.AutoCreateTopic, req.Topic) != nil {
+			return toProto(err)
+		}
+		if info, err = b.AutoCreate(req.Topic); err != nil {
+			return toProto(err)
+		}
 	}
 	if req.Filter != nil {
 		if req.Filter.Name == "" {
