@@ -45,19 +45,19 @@ type Action uint8
 // actions the group id, of DeployFilter the filter name, of BindFilter the
 // binding; ClusterAdmin ignores it.
 const (
-	ProduceTopic  Action = iota + 1 // Produce patterns
-	ConsumeTopic                    // Consume patterns
-	DescribeTopic                   // Produce or Consume patterns (a producer needs the topic's metadata)
-	CreateTopic                     // Admin (CreateTopics)
-	AutoCreateTopic                 // Produce patterns: a topic is created on first use by whoever may write to it
-	DeleteTopic                     // Admin
-	AlterTopic                      // Admin (configs, partitions, DeleteRecords)
-	JoinGroup                       // Groups patterns: join, sync, heartbeat, leave, commit, fetch offsets
-	DescribeGroup                   // Groups patterns
-	DeleteGroup                     // Admin
-	DeployFilter                    // Filters
-	BindFilter                      // Filters
-	ClusterAdmin                    // Admin: users, broker configs, everything
+	ProduceTopic    Action = iota + 1 // Produce patterns
+	ConsumeTopic                      // Consume patterns
+	DescribeTopic                     // Produce or Consume patterns (a producer needs the topic's metadata)
+	CreateTopic                       // Admin (CreateTopics)
+	AutoCreateTopic                   // Produce patterns: a topic is created on first use by whoever may write to it
+	DeleteTopic                       // Admin
+	AlterTopic                        // Admin (configs, partitions, DeleteRecords)
+	JoinGroup                         // Groups patterns: join, sync, heartbeat, leave, commit, fetch offsets
+	DescribeGroup                     // Groups patterns
+	DeleteGroup                       // Admin
+	DeployFilter                      // Filters
+	BindFilter                        // Filters
+	ClusterAdmin                      // Admin: users, broker configs, everything
 )
 
 var actionNames = [...]string{
