@@ -158,9 +158,22 @@ type Kafka struct {
 	MaxFrameBytes  int32  `toml:"max_frame_bytes"`
 }
 
-// HTTP configures the HTTP listener (health, metrics, later the admin API).
+// HTTP configures the HTTP listener: /healthz, the admin API (/api/v1),
+// the WebSocket transport (/ws), profiles (/debug/pprof) and the browser
+// console at /.
 type HTTP struct {
 	Addr string `toml:"addr"`
+	// Console serves the built-in browser dashboard (or ConsoleDir) at /
+	// for GET and HEAD of every path the other endpoints do not take.
+	// Its files are public, without authentication: the page then
+	// authenticates over /ws itself. Off, / answers 404.
+	Console bool `toml:"console"`
+	// ConsoleDir, when set (and Console is on), is a directory served at /
+	// instead of the built-in dashboard; /samsa.js falls back to the
+	// embedded JS SDK bundle when the directory has none. A relative path
+	// is taken from the working directory, as data_dir is. serve refuses
+	// to start when it is not a directory.
+	ConsoleDir string `toml:"console_dir"`
 }
 
 // Topics configures topic creation.
@@ -192,7 +205,7 @@ func Default() Config {
 		LogLevel:  "info",
 		LogFormat: "text",
 		Kafka:     Kafka{Addr: "127.0.0.1:9092", MaxFrameBytes: 100 << 20},
-		HTTP:      HTTP{Addr: "127.0.0.1:8080"},
+		HTTP:      HTTP{Addr: "127.0.0.1:8080", Console: true},
 		Topics:    Topics{AutoCreate: true, DefaultPartitions: 1, MaxMessageBytes: 1048588},
 		Log: Log{
 			SegmentBytes:       1 << 30,

@@ -47,6 +47,23 @@ func TestParse(t *testing.T) {
 				t.Fatalf("got %+v", c.Filters)
 			}
 		}},
+		{name: "console on by default", doc: "[http]\naddr = \"127.0.0.1:8081\"\n", check: func(t *testing.T, c Config) {
+			if !c.HTTP.Console || c.HTTP.ConsoleDir != "" {
+				t.Fatalf("got %+v", c.HTTP)
+			}
+		}},
+		{name: "console off", doc: "[http]\nconsole = false\n", check: func(t *testing.T, c Config) {
+			if c.HTTP.Console || c.HTTP.Addr != "127.0.0.1:8080" {
+				t.Fatalf("got %+v", c.HTTP)
+			}
+		}},
+		{name: "console dir", doc: "[http]\nconsole_dir = \"examples/browser-dashboard\"\n", check: func(t *testing.T, c Config) {
+			if !c.HTTP.Console || c.HTTP.ConsoleDir != "examples/browser-dashboard" {
+				t.Fatalf("got %+v", c.HTTP)
+			}
+		}},
+		{name: "console bad type", doc: "[http]\nconsole = \"yes\"\n", wantErr: "console"},
+		{name: "console unknown key", doc: "[http]\nconsole_path = \"x\"\n", wantErr: "unknown key http.console_path"},
 		{name: "filters zero pages", doc: "[filters]\ndefault_memory_pages = 0\n", wantErr: "filters.default_memory_pages"},
 		{name: "filters zero timeout", doc: "[filters]\ndefault_timeout_ms = 0\n", wantErr: "filters.default_timeout_ms"},
 		{name: "filters tiny modules", doc: "[filters]\nmax_module_bytes = 1\n", wantErr: "filters.max_module_bytes"},

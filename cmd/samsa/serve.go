@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"net"
 	nethttp "net/http"
@@ -67,7 +68,19 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
+	// The console's files: the built-in dashboard, or [http] console_dir
+	// (a directory that must exist).
+	var consoleFS iofs.FS
+	if cfg.HTTP.Console {
+		consoleFS, err = samsahttp.ConsoleFS(cfg.HTTP.ConsoleDir)
+		if err != nil {
+			return fmt.Errorf("http.console_dir %q: %w (a directory to serve at / instead of the built-in console, relative to the working directory; \"\" serves the built-in one)", cfg.HTTP.ConsoleDir, err)
+		}
+	}
 	logger := newLogger(env.stderr, cfg)
+	if !cfg.HTTP.Console && cfg.HTTP.ConsoleDir != "" {
+		logger.Warn("http.console_dir is ignored: http.console = false", "console_dir", cfg.HTTP.ConsoleDir)
+	}
 	tlsCfg, err := serverTLS(cfg.TLS)
 	if err != nil {
 		return err
@@ -189,12 +202,20 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		AuthCookie:       cfg.Auth.Cookie,
 		Logger:           logger.With("listener", "websocket"),
 	})
-	hs := &nethttp.Server{
-		Handler: samsahttp.Handler(b, logger, samsahttp.WithAdmin(samsahttp.AdminOptions{
+	httpOpts := []samsahttp.Option{
+		samsahttp.WithAdmin(samsahttp.AdminOptions{
 			MaxModuleBytes:     cfg.Filters.MaxModuleBytes,
 			DefaultMemoryPages: cfg.Filters.DefaultMemoryPages,
 			DefaultTimeout:     time.Duration(cfg.Filters.DefaultTimeoutMs) * time.Millisecond,
-		}), samsahttp.WithWebSocket(ws), samsahttp.WithAuth(authn)),
+		}),
+		samsahttp.WithWebSocket(ws),
+		samsahttp.WithAuth(authn),
+	}
+	if consoleFS != nil {
+		httpOpts = append(httpOpts, samsahttp.WithConsole(consoleFS))
+	}
+	hs := &nethttp.Server{
+		Handler:           samsahttp.Handler(b, logger, httpOpts...),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -218,6 +239,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		"filters", cfg.Filters.Enabled,
 		"auth", onOff(cfg.Auth.Enabled),
 		"tls", onOff(tlsCfg != nil),
+		"console", consoleName(consoleFS),
 		"startup", time.Since(start).Round(time.Microsecond).String())
 
 	var serveErr error
@@ -283,6 +305,18 @@ func advertised(configured, listening string) (string, int32, error) {
 		host = h
 	}
 	return host, int32(port), nil
+}
+
+// consoleName says what the HTTP listener serves at /: "off", "built-in
+// dashboard" or the directory.
+func consoleName(fsys iofs.FS) string {
+	if fsys == nil {
+		return "off"
+	}
+	if s, ok := fsys.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return "on"
 }
 
 func onOff(b bool) string {

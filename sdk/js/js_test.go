@@ -1,8 +1,8 @@
-// Package js_test runs the TypeScript SDK's own test suite (npm test: unit
+// Package samsajs_test runs the TypeScript SDK's own test suite (npm test: unit
 // tests, integration tests against a real samsa serve, and the bundle size
 // check) from `go test ./...`, so that the README's one test command covers
 // it.
-package js_test
+package samsajs_test
 
 import (
 	"context"

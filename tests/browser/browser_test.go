@@ -1,6 +1,6 @@
 // Package browser runs the Node/Chromium end-to-end tests of this folder
-// (dashboard.test.mjs: examples/browser-dashboard against a real `samsa
-// serve`) from `go test ./...`.
+// (dashboard.test.mjs: examples/browser-dashboard as a real `samsa serve`
+// serves it at /, and every other *.test.mjs here) from `go test ./...`.
 //
 // It needs node (>= 20), npm and a Chromium (/usr/bin/chromium, or
 // $CHROMIUM); when one is missing the test is skipped, or fails under
@@ -52,7 +52,9 @@ func TestBrowser(t *testing.T) {
 	defer cancel()
 	env := append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1", "CHROMIUM="+chromium)
 
-	// The page loads the JS SDK's bundle: build it when it is missing.
+	// The pages load the JS SDK's bundle. It is committed (samsa serve
+	// embeds it), so this only builds it in a tree where it was deleted;
+	// an existing bundle is used as it is.
 	sdk := filepath.Join(root, "sdk", "js")
 	if _, err := os.Stat(filepath.Join(sdk, "dist", "samsa.js")); err != nil {
 		npm, err := exec.LookPath("npm")

@@ -1,8 +1,10 @@
 // End-to-end test of examples/browser-dashboard in headless Chromium:
-// a real `samsa serve`, examples/sensor-sim producing readings, the page
-// charting them through the JS SDK (sdk/js/dist/samsa.js), a command sent
-// from the page's form (checked with `samsa consume`), and a broker
-// restart in the middle of the stream (the chart must go on with no
+// a real `samsa serve` serving the page itself (the built-in console at /,
+// with the JS SDK's bundle at /samsa.js, both embedded in the binary),
+// examples/sensor-sim producing readings, the page charting them through
+// the SDK, a command sent from the page's form (checked with `samsa
+// consume`), and a broker restart in the middle of the stream (the page
+// stays loaded, its SDK reconnects, and the chart must go on with no
 // duplicate and no missing offset).
 //
 // Uses Debian's /usr/bin/chromium (or $CHROMIUM) through playwright-core;
@@ -12,7 +14,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { createServer, request as httpRequest } from "node:http";
+import { request as httpRequest } from "node:http";
 import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
@@ -101,7 +103,7 @@ function httpGet(url, timeoutMs = 2000) {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, body }));
+      res.on("end", () => resolve({ status: res.statusCode, body, type: res.headers["content-type"] || "" }));
     });
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", () => resolve({ status: 0, body: "" }));
@@ -127,93 +129,21 @@ function tail(name, n = 30) {
   }
 }
 
-// The page's files and the SDK bundle, in one directory the broker (or
-// the fallback server) serves at /.
-function consoleDir() {
-  const dir = path.join(work, "console");
-  fs.mkdirSync(dir, { recursive: true });
-  const src = path.join(root, "examples/browser-dashboard");
-  for (const f of ["index.html", "app.js", "style.css"]) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-  const bundle = path.join(root, "sdk/js/dist/samsa.js");
-  if (!fs.existsSync(bundle)) {
-    throw new Error(`${bundle} is missing: build the JS SDK first (cd sdk/js && npm ci && npm run build)`);
-  }
-  fs.copyFileSync(bundle, path.join(dir, "samsa.js"));
-  return dir;
-}
-
-// Fallback until the broker serves a console directory: a static server
-// that also forwards WebSocket upgrades of /ws to the broker, byte for byte
-// (the Host header is kept, so the broker sees a same-origin page).
-function startProxy(dir, port, brokerHTTP) {
-  const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
-  const sockets = new Set();
-  const server = createServer((req, res) => {
-    const u = new URL(req.url, "http://x");
-    const name = u.pathname === "/" ? "index.html" : path.basename(u.pathname);
-    const file = path.join(dir, name);
-    if (!fs.existsSync(file)) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, { "content-type": types[path.extname(file)] || "application/octet-stream", "cache-control": "no-store" });
-    fs.createReadStream(file).pipe(res);
-  });
-  server.on("upgrade", (req, client, head) => {
-    const [host, p] = brokerHTTP.split(":");
-    const upstream = net.connect(Number(p), host, () => {
-      let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
-      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
-      upstream.write(raw + "\r\n");
-      if (head && head.length) upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    sockets.add(client);
-    sockets.add(upstream);
-    const kill = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    upstream.on("error", kill);
-    upstream.on("close", kill);
-    client.on("error", kill);
-    client.on("close", kill);
-  });
-  return new Promise((resolve) =>
-    server.listen(port, "127.0.0.1", () =>
-      resolve({
-        close: () =>
-          new Promise((r) => {
-            for (const s of sockets) s.destroy();
-            server.close(() => r());
-          }),
-      }),
-    ),
-  );
-}
-
 test("dashboard: live chart, command, broker restart", { timeout: 240_000 }, async () => {
   const bin = process.env.SAMSA_BIN || (await goBuild("./cmd/samsa", path.join(work, "samsa")));
   const sim = await goBuild("./examples/sensor-sim", path.join(work, "sensor-sim"));
-  const dir = consoleDir();
   const dataDir = path.join(work, "data");
   const kafkaAddr = `127.0.0.1:${await freePort()}`;
   const httpAddr = `127.0.0.1:${await freePort()}`;
-  const withConsole = path.join(work, "with-console.toml");
-  fs.writeFileSync(withConsole, `[http]\nconsole_dir = ${JSON.stringify(dir)}\n`);
-  const plain = path.join(work, "plain.toml");
-  fs.writeFileSync(plain, "");
-  const serveArgs = (cfg) => ["serve", "--config", cfg, "--data-dir", dataDir, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr];
+  // An empty config: every default, so the built-in console at /.
+  const config = path.join(work, "broker.toml");
+  fs.writeFileSync(config, "");
+  const serveArgs = ["serve", "--config", config, "--data-dir", dataDir, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr];
 
-  // The broker; up when /healthz answers. A broker that does not know
-  // [http] console_dir yet refuses the key: run it without.
-  let config = withConsole;
+  // The broker; up when /healthz answers.
   let broker;
   const startBroker = async () => {
-    broker = start("samsa", bin, serveArgs(config));
+    broker = start("samsa", bin, serveArgs);
     const up = await Promise.race([
       waitFor("the broker's /healthz", async () => (await httpGet(`http://${httpAddr}/healthz`)).status === 200, 30_000),
       broker.exited.then((e) => ({ exited: e })),
@@ -221,11 +151,6 @@ test("dashboard: live chart, command, broker restart", { timeout: 240_000 }, asy
     return up === true ? null : up.exited;
   };
   let exited = await startBroker();
-  if (exited && config === withConsole && /console_dir/.test(tail("samsa", 10))) {
-    log("this broker does not know [http] console_dir: serving the page from the fallback server");
-    config = plain;
-    exited = await startBroker();
-  }
   assert.equal(exited, null, `samsa serve exited: ${JSON.stringify(exited)}\n${tail("samsa")}`);
   cleanups.push(() => stopChild(broker));
 
@@ -233,16 +158,20 @@ test("dashboard: live chart, command, broker restart", { timeout: 240_000 }, asy
   assert.notEqual(probe.status, 404, "samsa serve does not serve /ws (the WebSocket transport is not mounted on the HTTP listener)");
   assert.equal(probe.status, 400, `GET /ws without an upgrade: ${probe.status} ${probe.body}`);
 
-  let pageBase = `http://${httpAddr}`;
+  // The page and the SDK bundle come from the broker itself.
+  const pageBase = `http://${httpAddr}`;
   const index = await httpGet(`${pageBase}/`);
-  const brokerServesPage = config === withConsole && index.status === 200 && index.body.includes("live dashboard");
-  if (!brokerServesPage) {
-    const proxyPort = await freePort();
-    const proxy = await startProxy(dir, proxyPort, httpAddr);
-    cleanups.push(() => proxy.close());
-    pageBase = `http://127.0.0.1:${proxyPort}`;
+  assert.equal(index.status, 200, `GET / from the broker: ${index.status} ${index.body}`);
+  assert.match(index.body, /live dashboard/);
+  assert.match(index.type, /^text\/html/);
+  for (const f of ["/app.js", "/samsa.js"]) {
+    const r = await httpGet(`${pageBase}${f}`);
+    assert.equal(r.status, 200, `GET ${f} from the broker: ${r.status}`);
+    assert.match(r.type, /^text\/javascript/, `${f} content type`);
   }
-  log(`broker http=${httpAddr} kafka=${kafkaAddr}; page at ${pageBase} (${brokerServesPage ? "served by the broker" : "fallback server"})`);
+  const bundle = await httpGet(`${pageBase}/samsa.js`);
+  assert.match(bundle.body, /samsa\.v1/, "/samsa.js is not the JS SDK's bundle");
+  log(`broker http=${httpAddr} kafka=${kafkaAddr}; page served by the broker at ${pageBase}/`);
 
   // Readings flow.
   const simProc = start("sensor-sim", sim, ["--url", `ws://${httpAddr}/ws`, "--topic", "sensors", "--rate", "25", "--sensors", "3", "--quiet"]);

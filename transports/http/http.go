@@ -1,10 +1,12 @@
-// Package http serves samsa's HTTP listener: health, the admin REST API
-// (/api/v1, admin.go) and the WebSocket transport (/ws); metrics and the
-// console mount here later.
+// Package http serves samsa's HTTP listener: health (/healthz), the admin
+// REST API (/api/v1, admin.go), the WebSocket transport (/ws), profiles
+// (/debug/pprof) and the browser console at / (console.go): every other
+// GET or HEAD is a console file.
 package http
 
 import (
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -18,9 +20,10 @@ import (
 type Option func(*handlerOptions)
 
 type handlerOptions struct {
-	admin AdminOptions
-	ws    http.Handler
-	auth  *auth.Authenticator
+	admin   AdminOptions
+	ws      http.Handler
+	auth    *auth.Authenticator
+	console fs.FS
 }
 
 // WithWebSocket mounts the WebSocket transport at /ws.
@@ -69,5 +72,13 @@ func Handler(b *broker.Broker, logger *slog.Logger, opts ...Option) http.Handler
 	mux.Handle("/debug/pprof/", g.require("admin", isAdmin, http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", g.require("admin", isAdmin, http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/trace", g.require("admin", isAdmin, http.HandlerFunc(pprof.Trace)))
+	// The console takes what no pattern above does: ServeMux prefers the
+	// more specific patterns, so /ws, /api/, /healthz and /debug/pprof/
+	// keep their handlers. Other paths under /debug/ are never console
+	// files.
+	if ho.console != nil {
+		mux.Handle("/", newConsoleHandler(ho.console))
+		mux.Handle("/debug/", http.NotFoundHandler())
+	}
 	return mux
 }

@@ -1,6 +1,7 @@
 import { backoffDelay } from "./backoff.js";
 import { encodeHeaders, encodeValue, toBase64, type HeadersInit, type Value } from "./codec.js";
-import { ConnectionClosedError, SamsaError, TimeoutError } from "./errors.js";
+import { authOp, refreshDelay, type AuthOption, type Credentials, type Identity } from "./auth.js";
+import { AuthError, ConnectionClosedError, SamsaError, TimeoutError } from "./errors.js";
 import {
   Subscription,
   type CommitOffsets,
@@ -65,6 +66,14 @@ export interface ClientOptions {
   lingerMs?: number;
   /** Produce strings as JSON strings (encoding "json") instead of text. Default false. */
   jsonStrings?: boolean;
+  /**
+   * Credentials for a broker that requires authentication (hello
+   * `auth: "required"`): `{jwt, seed}`, `{seed}` (static user), `{bearer}`,
+   * or a function returning one of them, called on every (re)connect and
+   * before the token expires. Without it, such a broker must authenticate
+   * the connection by its cookie, else connect() fails with AuthError.
+   */
+  auth?: AuthOption;
   /** WebSocket implementation; default globalThis.WebSocket, else the `ws` package. */
   WebSocket?: WebSocketConstructor;
   /** Random source of the jitter (tests). */
@@ -109,7 +118,6 @@ interface Pending {
   entries?: Entry[];
 }
 
-const FATAL_CLOSES = new Set([1008, 4001]);
 
 async function defaultWebSocket(): Promise<WebSocketConstructor> {
   const g = (globalThis as any).WebSocket;
@@ -147,9 +155,12 @@ export class Client implements SubHost {
   /** Resolves once the first connection is up; rejects if it never comes. */
   readonly connected: Promise<void>;
   /** The server's `hello` of the current connection. */
-  hello?: { session: string; limits?: { max_frame_bytes?: number; max_subscriptions?: number }; [k: string]: unknown };
+  hello?: { session: string; nonce?: string; auth?: string; limits?: { max_frame_bytes?: number; max_subscriptions?: number }; [k: string]: unknown };
 
-  private readonly o: Required<Omit<ClientOptions, "WebSocket" | "onStateChange" | "backoff">> & ClientOptions;
+  /** Who the current connection is authenticated as (brokers with auth on). */
+  identity?: Identity;
+
+  private readonly o: Required<Omit<ClientOptions, "WebSocket" | "onStateChange" | "backoff" | "auth">> & ClientOptions;
   private ctor?: WebSocketConstructor;
   private ws?: WebSocketLike;
   private _state: ConnectionState = "connecting";
@@ -169,9 +180,12 @@ export class Client implements SubHost {
   private pinging = false;
   private readyWaiters: Array<() => void> = [];
   private connectedRes!: [() => void, (e: unknown) => void];
+  private creds?: Credentials;
   private closing = false;
-  private closeErr?: ConnectionClosedError;
+  private closeErr?: SamsaError;
   private socketClosed?: () => void;
+  private refreshTimer?: ReturnType<typeof setTimeout>;
+  private cookieErr?: string;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -193,7 +207,7 @@ export class Client implements SubHost {
     this.connected = new Promise((a, b) => (this.connectedRes = [a, b]));
     this.connected.catch(() => {});
     const t = setTimeout(() => {
-      if (!this.hello) this.shutdown(new TimeoutError(`no connection to ${url} within ${this.o.connectTimeoutMs} ms`));
+      if (!this.ready) this.shutdown(new TimeoutError(`no connection to ${url} within ${this.o.connectTimeoutMs} ms`));
     }, this.o.connectTimeoutMs);
     this.connected.then(
       () => clearTimeout(t),
@@ -243,8 +257,9 @@ export class Client implements SubHost {
     if (this.ws !== ws) return;
     this.ws = undefined;
     this.ready = false;
-    this.hello = undefined;
+    this.hello = this.identity = this.cookieErr = undefined;
     clearInterval(this.pingTimer);
+    clearTimeout(this.refreshTimer);
     this.pinging = false;
     const err = new ConnectionClosedError(`connection closed (${code}${reason ? " " + reason : ""})`, code, reason);
     // Requests in flight: produce ops go back to the queue (or fail), the rest fail.
@@ -262,7 +277,12 @@ export class Client implements SubHost {
     for (const s of this.subs.values()) s.onDisconnect();
     this.socketClosed?.();
     if (this.closing) return;
-    if (!this.o.reconnect || FATAL_CLOSES.has(code)) {
+    if (code === 4001 && (typeof this.o.auth !== "function" || !this.o.reconnect)) {
+      // Expired or revoked: only an auth function can bring a new token.
+      this.shutdown(new AuthError("unauthorized", `the server closed the connection (4001${reason ? " " + reason : ""}): new credentials are needed`));
+      return;
+    }
+    if (!this.o.reconnect || code === 1008) {
       this.shutdown(err);
       return;
     }
@@ -298,6 +318,9 @@ export class Client implements SubHost {
       case "hello":
         this.onHello(m);
         return;
+      case "authenticated":
+        if (m.id === undefined) this.identity = { user: m.user, expires: m.expires, via: m.via }; // the auth cookie
+        break;
       case "records":
         sub?.onRecords(m.records ?? []);
         return;
@@ -316,7 +339,7 @@ export class Client implements SubHost {
         else if (sub) {
           this.subs.delete(sub.name);
           sub.fail(e);
-        }
+        } else if (m.code === "unauthorized") this.cookieErr = e.message;
         return;
       }
     }
@@ -358,6 +381,93 @@ export class Client implements SubHost {
 
   private onHello(m: any): void {
     this.hello = m;
+    this.lastRecv = Date.now();
+    if (m.auth === "required") void this.authenticate(this.ws!, m.nonce ?? "");
+    else this.onReady();
+  }
+
+  /**
+   * Authenticates the connection ws before anything else is sent on it.
+   * A refusal (or credentials the SDK cannot use) closes the client with
+   * an AuthError; a timeout drops the link (and reconnects).
+   */
+  private async authenticate(ws: WebSocketLike, nonce: string): Promise<void> {
+    try {
+      if (!this.o.auth) {
+        // The broker's auth cookie may have authenticated the connection:
+        // the server says so right after hello, so before this pong.
+        await this.rawRequest(ws, { op: "ping" });
+        if (this.ws === ws && !this.identity) {
+          throw new AuthError(
+            "unauthorized",
+            this.cookieErr ? `auth cookie refused: ${this.cookieErr}` : 'the broker requires authentication (hello auth "required"): give options.auth',
+          );
+        }
+      } else {
+        const op = await this.authOp(nonce);
+        if (this.ws !== ws) return;
+        this.onAuthenticated(ws, await this.rawRequest(ws, op));
+      }
+    } catch (e) {
+      if (this.ws !== ws || e instanceof ConnectionClosedError) return; // the link dropped: onClose reconnects
+      if (e instanceof TimeoutError) this.dropLink("auth timeout");
+      else if (e instanceof AuthError) this.shutdown(e);
+      else if (e instanceof SamsaError) this.shutdown(new AuthError(e.code, e.message));
+      else this.shutdown(new AuthError("unauthorized", `authentication failed: ${(e as Error)?.message ?? e}`, e));
+      return;
+    }
+    if (this.ws === ws) this.onReady();
+  }
+
+  /** The auth op for this connection: calls the auth function (bounded by requestTimeoutMs), signs the nonce. */
+  private async authOp(nonce: string): Promise<Record<string, unknown>> {
+    const a = this.o.auth!;
+    let creds: Credentials = a as Credentials;
+    if (typeof a === "function") {
+      let t: ReturnType<typeof setTimeout> | undefined;
+      try {
+        creds = await Promise.race([
+          a(),
+          new Promise<never>((_, rej) => (t = setTimeout(() => rej(new TimeoutError("auth function: no credentials")), this.o.requestTimeoutMs))),
+        ]);
+      } catch (e) {
+        if (e instanceof SamsaError) throw e;
+        throw new AuthError("unauthorized", `auth function failed: ${(e as Error)?.message ?? e}`, e);
+      } finally {
+        clearTimeout(t);
+      }
+    }
+    this.creds = creds;
+    return authOp(creds, nonce);
+  }
+
+  private onAuthenticated(ws: WebSocketLike, m: any): void {
+    this.identity = { user: m.user, expires: m.expires };
+    clearTimeout(this.refreshTimer);
+    if (typeof this.o.auth === "function" && m.expires) {
+      this.refreshTimer = setTimeout(() => void this.refresh(ws), refreshDelay(this.creds, m.expires, Date.now()));
+    }
+  }
+
+  /**
+   * Re-authenticates the live connection with fresh credentials before
+   * its token expires. On failure it tries again halfway to the expiry
+   * (while more than a second is left); failing that, the server closes
+   * with 4001 at the expiry and the client reconnects, calling the auth
+   * function again.
+   */
+  private async refresh(ws: WebSocketLike): Promise<void> {
+    if (this.ws !== ws || !this.ready) return;
+    try {
+      const op = await this.authOp(this.hello!.nonce ?? "");
+      if (this.ws === ws) this.onAuthenticated(ws, await this.rawRequest(ws, op));
+    } catch {
+      const left = (this.identity?.expires ?? 0) - Date.now();
+      if (this.ws === ws && left > 1000) this.refreshTimer = setTimeout(() => void this.refresh(ws), left / 2);
+    }
+  }
+
+  private onReady(): void {
     this.ready = true;
     this.attempt = 0;
     this.lastRecv = Date.now();
@@ -414,15 +524,23 @@ export class Client implements SubHost {
   private async request(msg: Record<string, unknown>, timeoutMs = this.o.requestTimeoutMs): Promise<any> {
     const deadline = Date.now() + timeoutMs;
     await this.whenReady(deadline);
+    return this.rawRequest(this.ws, msg, Math.max(1, deadline - Date.now()));
+  }
+
+  /** Sends a request on ws (ready or not) and resolves with its reply. */
+  private rawRequest(ws: WebSocketLike | undefined, msg: Record<string, unknown>, timeoutMs = this.o.requestTimeoutMs): Promise<any> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const p: Pending = { resolve, reject };
       p.timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new TimeoutError(`${msg.op}: no reply within ${timeoutMs} ms`));
-      }, Math.max(1, deadline - Date.now()));
+      }, timeoutMs);
       this.pending.set(id, p);
-      if (!this.send({ ...msg, id })) {
+      try {
+        if (!ws || ws !== this.ws) throw 0;
+        ws.send(JSON.stringify({ ...msg, id }));
+      } catch {
         this.pending.delete(id);
         clearTimeout(p.timer);
         reject(new ConnectionClosedError("not connected"));
@@ -672,11 +790,12 @@ export class Client implements SubHost {
   }
 
   private shutdown(err: SamsaError): void {
-    const ce = err instanceof ConnectionClosedError ? err : new ConnectionClosedError(err.message);
+    const ce = err instanceof ConnectionClosedError || err instanceof AuthError ? err : new ConnectionClosedError(err.message);
     if (this.closeErr) return;
     this.closeErr = ce;
     this.closing = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.refreshTimer);
     clearInterval(this.pingTimer);
     if (this.ws) this.dropLink("closed");
     this.rejectEntries(this.queue, ce);

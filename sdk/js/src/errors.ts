@@ -34,8 +34,8 @@ export class SamsaError extends Error {
 /**
  * The connection closed (or could not be opened) and the operation cannot
  * complete on it: the client was closed, reconnect is off, the server
- * closed with a code that forbids reconnecting (1008, 4001), or a bounded
- * queue of the SDK is full while disconnected.
+ * closed with 1008 (policy), or a bounded queue of the SDK is full while
+ * disconnected.
  */
 export class ConnectionClosedError extends SamsaError {
   /** WebSocket close code (1006 when the link failed without a close frame). */
@@ -54,5 +54,24 @@ export class TimeoutError extends SamsaError {
   constructor(message: string) {
     super("timeout", message);
     this.name = "TimeoutError";
+  }
+}
+
+/**
+ * Authentication failed (PROTOCOL.md §9); the client is closed. `code` is
+ * the server's: `unauthorized` (bad signature, unknown issuer, expired or
+ * revoked token, the wrong kind of token, no credentials for a broker that
+ * requires them, the server closed the connection with 4001) or
+ * `forbidden` (credentials of another user than the auth cookie's); or `unauthorized` for
+ * credentials the SDK cannot use (a malformed seed, an auth function that
+ * threw, no Ed25519 in this runtime's WebCrypto).
+ */
+export class AuthError extends SamsaError {
+  /** What the auth function threw, when it threw. */
+  readonly cause?: unknown;
+  constructor(code: ErrorCode, message: string, cause?: unknown) {
+    super(code, message);
+    this.name = "AuthError";
+    if (cause !== undefined) this.cause = cause;
   }
 }

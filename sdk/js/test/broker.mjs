@@ -4,7 +4,7 @@
 // taken from $SAMSA_BIN. Without go (and no SAMSA_BIN) the integration
 // tests skip, except under CI=true where they fail.
 import { spawn, spawnSync, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -40,6 +40,11 @@ process.on("exit", () => {
   for (const p of live) p.kill("SIGKILL");
   rmSync(tmp, { recursive: true, force: true });
 });
+
+/** A new temporary directory, removed when the process exits. */
+export function tempDir(prefix = "dir-") {
+  return mkdtempSync(join(tmp, prefix));
+}
 
 let built;
 /** Path of the samsa binary (built once per process). */
@@ -78,9 +83,14 @@ export function samsa(...args) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Broker {
-  static async create() {
+  /** Starts a broker; config, when given, is the text of its broker.toml. */
+  static async create({ config } = {}) {
     const b = new Broker();
     b.dataDir = mkdtempSync(join(tmp, "data-"));
+    if (config !== undefined) {
+      b.configFile = join(b.dataDir, "..", `${b.dataDir.split("/").pop()}.toml`);
+      writeFileSync(b.configFile, config);
+    }
     b.kafkaPort = await freePort();
     b.httpPort = await freePort();
     await b.start();
@@ -98,11 +108,9 @@ export class Broker {
   /** Starts `samsa serve` and waits for /ws to answer with hello. */
   async start() {
     this.log = "";
-    const p = spawn(
-      samsaBin(),
-      ["serve", "--data-dir", this.dataDir, "--kafka-addr", this.brokers, "--http-addr", `127.0.0.1:${this.httpPort}`],
-      { cwd: tmp, stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const args = ["serve", "--data-dir", this.dataDir, "--kafka-addr", this.brokers, "--http-addr", `127.0.0.1:${this.httpPort}`];
+    if (this.configFile) args.push("--config", this.configFile);
+    const p = spawn(samsaBin(), args, { cwd: tmp, stdio: ["ignore", "pipe", "pipe"] });
     this.proc = p;
     live.add(p);
     const onData = (d) => {

@@ -2,7 +2,30 @@
 // unit tests of the SDK: hello, produce/ack, subscribe (from, credit,
 // deliveries, groups with one member), credit, unsubscribe, commit, ping.
 // Hooks let a test drop links, refuse connections, hold acks and inject
-// errors.
+// errors. With `auth` set, it requires authentication like a broker with
+// [auth] enabled (PROTOCOL.md §9): nonce signing (verified with
+// node:crypto), bearer tokens, a cookie, permissions, expiry (4001) and
+// revocation; its "JWTs" are opaque strings registered in auth.tokens.
+import { createPublicKey, randomBytes, verify } from "node:crypto";
+
+/** The raw Ed25519 public key of an nkey ("U..."): base32 decoded, prefix byte and checksum dropped. */
+export function nkeyRaw(pub) {
+  const A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const bits = [...pub].map((ch) => A.indexOf(ch).toString(2).padStart(5, "0")).join("");
+  const bytes = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  return bytes.subarray(1, 33);
+}
+
+function verifySig(pub, nonce, sig) {
+  try {
+    const key = createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), nkeyRaw(pub)]), format: "der", type: "spki" });
+    return verify(null, nonce, key, Buffer.from(sig, "base64"));
+  } catch {
+    return false;
+  }
+}
+
+const permits = (patterns, topic) => (patterns ?? []).some((p) => p === topic || (p.endsWith(">") && topic.startsWith(p.slice(0, -1))));
 
 export class FakeServer {
   constructor() {
@@ -29,6 +52,14 @@ export class FakeServer {
     this.commits = [];
     /** deliver records starting this many offsets before the requested one (to test client-side dedupe) */
     this.rewind = 0;
+    /**
+     * null: no authentication (hello auth "none"). Else:
+     *   tokens: Map token -> {user, bearer?, expires? (ms), produce?: [pattern], consume?: [pattern]}
+     *   users:  Map nkey ("U...") -> {name, produce?, consume?}  (static users)
+     *   cookie: a token the upgrade requests carry
+     *   revoked: Set of users
+     */
+    this.auth = null;
     const server = this;
     this.WebSocket = class extends FakeSocket {
       constructor(url, protocols) {
@@ -66,6 +97,18 @@ export class FakeServer {
     for (const c of this.live()) c.serverClose(code, reason);
   }
 
+  /** Requires authentication from now on (new connections). */
+  requireAuth() {
+    this.auth = { tokens: new Map(), users: new Map(), cookie: undefined, revoked: new Set() };
+    return this.auth;
+  }
+
+  /** Revokes user: its connections close with 4001, its tokens fail. */
+  revoke(user) {
+    this.auth.revoked.add(user);
+    for (const c of this.live()) if (c.principal?.user === user) c.serverClose(4001, "revoked");
+  }
+
   opsOf(op) {
     return this.frames.filter((f) => f.op === op);
   }
@@ -91,8 +134,50 @@ class FakeSocket {
       }
       this.readyState = 1;
       this.onopen?.({});
-      this.out({ type: "hello", version: 1, server: "samsa", session: "fake" + server.conns.length, nonce: "AAAA", auth: "none", limits: { max_frame_bytes: 1 << 20, max_subscriptions: 64, max_pending_bytes: 4 << 20 } });
+      this.nonce = randomBytes(16);
+      const a = server.auth;
+      this.out({ type: "hello", version: 1, server: "samsa", session: "fake" + server.conns.length, nonce: this.nonce.toString("base64"), auth: a ? "required" : "none", limits: { max_frame_bytes: 1 << 20, max_subscriptions: 64, max_pending_bytes: 4 << 20 } });
+      if (a?.cookie !== undefined) {
+        const p = this.check(a.tokens.get(a.cookie), true);
+        if (typeof p === "string") this.out({ type: "error", code: "unauthorized", message: p });
+        else {
+          this.setPrincipal(p);
+          this.out({ type: "authenticated", via: "cookie", user: p.user, expires: p.expires });
+        }
+      }
     }, 1);
+  }
+
+  /** A token's principal, or why it is refused. */
+  check(tok, bearer) {
+    if (!tok) return "authentication failed: unknown token";
+    if (!!tok.bearer !== bearer) return `authentication failed: ${bearer ? "not a bearer token" : "a bearer token needs the bearer field"}`;
+    if (tok.expires !== undefined && tok.expires <= Date.now()) return "token expired";
+    if (this.server.auth.revoked.has(tok.user)) return "revoked";
+    return tok;
+  }
+
+  /** The principal of an auth op, or why it is refused. */
+  verifyAuth(m) {
+    const a = this.server.auth;
+    if (m.bearer !== undefined) return this.check(a.tokens.get(m.bearer), true);
+    if (m.jwt !== undefined) {
+      const p = this.check(a.tokens.get(m.jwt), false);
+      if (typeof p === "string") return p;
+      return verifySig(p.user, this.nonce, m.sig ?? "") ? p : "authentication failed: bad signature";
+    }
+    if (m.nkey !== undefined) {
+      const u = a.users.get(m.nkey);
+      if (!u) return "authentication failed: unknown user";
+      return verifySig(m.nkey, this.nonce, m.sig ?? "") ? { ...u, user: u.name } : "authentication failed: bad signature";
+    }
+    return "auth: give jwt and sig or bearer";
+  }
+
+  setPrincipal(p) {
+    this.principal = p;
+    clearTimeout(this.expiry);
+    if (p.expires !== undefined) this.expiry = setTimeout(() => this.serverClose(4001, "token expired"), p.expires - Date.now());
   }
 
   out(msg) {
@@ -102,6 +187,7 @@ class FakeSocket {
   }
 
   serverClose(code, reason = "") {
+    clearTimeout(this.expiry);
     if (this.readyState >= 2) return;
     this.readyState = 3;
     this.subs.clear();
@@ -109,6 +195,7 @@ class FakeSocket {
   }
 
   close(code = 1000, reason = "") {
+    clearTimeout(this.expiry);
     if (this.readyState >= 2) return;
     this.readyState = 2;
     this.subs.clear();
@@ -124,7 +211,20 @@ class FakeSocket {
     this.server.frames.push(m);
     const reply = (o) => this.out(m.id === undefined ? o : { ...o, id: m.id });
     const s = this.server;
+    if (s.auth && m.op !== "auth" && m.op !== "ping") {
+      if (!this.principal) return reply({ type: "error", code: "unauthorized", message: "not authenticated" });
+      const need = m.op === "produce" ? this.principal.produce : m.op === "subscribe" ? this.principal.consume : null;
+      if (need !== null && !permits(need, m.topic)) return reply({ type: "error", code: "forbidden", message: `${this.principal.user} may not ${m.op} ${m.topic}` });
+    }
     switch (m.op) {
+      case "auth": {
+        if (!s.auth) return reply({ type: "authenticated" });
+        const p = this.verifyAuth(m);
+        if (typeof p === "string") return reply({ type: "error", code: "unauthorized", message: p });
+        if (this.principal && this.principal.user !== p.user) return reply({ type: "error", code: "forbidden", message: "another user" });
+        this.setPrincipal(p);
+        return reply({ type: "authenticated", user: p.user, expires: p.expires });
+      }
       case "produce": {
         const err = s.produceHook?.(m);
         if (err) return reply({ type: "error", ...err });

@@ -1,7 +1,7 @@
 // Unit tests of the SDK against an in-memory fake server (test/fake.mjs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, backoffDelay, SamsaError, ConnectionClosedError, TimeoutError, toBase64, fromBase64 } from "../dist/samsa.js";
+import { connect, backoffDelay, SamsaError, ConnectionClosedError, TimeoutError, AuthError, toBase64, fromBase64 } from "../dist/samsa.js";
 import { FakeServer } from "./fake.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -378,7 +378,7 @@ test("errors: TimeoutError when a request gets no reply", async () => {
   await c.close();
 });
 
-test("errors: no reconnect after 1008/4001; ConnectionClosedError carries the close code", async () => {
+test("errors: no reconnect after 1008 (ConnectionClosedError with the close code) or 4001 (AuthError)", async () => {
   for (const code of [1008, 4001]) {
     const s = new FakeServer();
     const states = [];
@@ -386,10 +386,14 @@ test("errors: no reconnect after 1008/4001; ConnectionClosedError carries the cl
     const sub = c.subscribe("t", {});
     await sub.ready;
     s.drop(code, "nope");
-    await assert.rejects(sub.closed, (e) => e instanceof ConnectionClosedError && e.closeCode === code && e.reason === "nope");
+    const want =
+      code === 4001
+        ? (e) => e instanceof AuthError && e.code === "unauthorized" && /4001 nope/.test(e.message)
+        : (e) => e instanceof ConnectionClosedError && e.closeCode === code && e.reason === "nope";
+    await assert.rejects(sub.closed, want);
     assert.equal(c.state, "closed");
     assert.deepEqual(states, ["open", "closed"]);
-    await assert.rejects(c.produce("t", { value: 1 }), (e) => e instanceof ConnectionClosedError);
+    await assert.rejects(c.produce("t", { value: 1 }), want);
     await sleep(30);
     assert.equal(s.conns.length, 1);
   }
