@@ -17,18 +17,13 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { createServer, request as httpRequest } from "node:http";
-import net from "node:net";
+import { here, root, outDir, chromiumPath, freePort, httpGet, waitFor } from "./lib.mjs";
+import { createServer } from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 const execFileP = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const outDir = path.join(here, "out");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const bundle = path.join(root, "sdk/js/dist/samsa.js");
 
 function missing() {
@@ -46,40 +41,6 @@ if (skip && process.env.CI === "true") {
 
 function log(...a) {
   console.log("[browser-auth]", ...a);
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function httpStatus(url) {
-  return new Promise((resolve) => {
-    const req = httpRequest(url, { timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
-    req.end();
-  });
-}
-
-async function waitFor(what, fn, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const PAGE = `<!doctype html>
@@ -209,7 +170,7 @@ describe("browser: authentication with the JS SDK in headless Chromium", { skip 
       await exited;
       clearTimeout(t);
     });
-    const up = await Promise.race([waitFor("the broker's /healthz", async () => (await httpStatus(`http://${httpAddr}/healthz`)) === 200), exited]);
+    const up = await Promise.race([waitFor("the broker's /healthz", async () => (await httpGet(`http://${httpAddr}/healthz`)).status === 200), exited]);
     assert.equal(up, true, `samsa serve exited: ${JSON.stringify(up)}\n${fs.readFileSync(path.join(outDir, "samsa-auth.log"), "utf8").slice(-3000)}`);
 
     const { chromium } = await import("playwright-core");

@@ -14,19 +14,13 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { request as httpRequest } from "node:http";
-import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { here, root, outDir, chromiumPath, freePort, httpGet, waitFor } from "./lib.mjs";
 
 const execFileP = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const outDir = path.join(here, "out");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 fs.mkdirSync(outDir, { recursive: true });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "samsa-browser-"));
@@ -53,18 +47,6 @@ process.on("exit", () => {
 
 function log(...a) {
   console.log("[browser-test]", ...a);
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function goBuild(pkg, out) {
@@ -95,30 +77,6 @@ async function stopChild(child, signal = "SIGTERM", ms = 10_000) {
   const t = setTimeout(() => child.kill("SIGKILL"), ms);
   await child.exited;
   clearTimeout(t);
-}
-
-function httpGet(url, timeoutMs = 2000) {
-  return new Promise((resolve) => {
-    const req = httpRequest(url, { timeout: timeoutMs }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, body, type: res.headers["content-type"] || "" }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve({ status: 0, body: "" }));
-    req.end();
-  });
-}
-
-async function waitFor(what, fn, ms = 30_000, every = 100) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
 }
 
 function tail(name, n = 30) {

@@ -5,16 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, nkeyPublicKey, AuthError, SamsaError, ConnectionClosedError } from "../dist/samsa.js";
 import { FakeServer } from "./fake.mjs";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond, ms = 5000, what = "condition") {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
+import { sleep, until } from "./util.mjs";
 
 // Made with `samsa key gen` / `samsa key pub` / `samsa auth init` (test keys only).
 const ALICE = { seed: "SUANHET7XWH3JP4DCSBD2BPDGJEZEGJLZ7WE7VHCJBJA52HMX5HX6ACZHI", pub: "UCCST6ZZW63MFEOCLUC5I53KFDQRB2ODVOK6QWWXHOIJSH7LPPGOSNV5" };

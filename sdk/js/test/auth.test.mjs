@@ -7,31 +7,9 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, nkeyPublicKey, AuthError, SamsaError } from "../dist/samsa.js";
 import { Broker, samsa, samsaBin, skipReason, tempDir } from "./broker.mjs";
+import { sleep, until, take } from "./util.mjs";
 
 const skip = skipReason();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond, ms, what) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-async function take(sub, n, ms = 10_000) {
-  const it = sub[Symbol.asyncIterator]();
-  const out = [];
-  const t = Date.now() + ms;
-  while (out.length < n) {
-    const r = await Promise.race([it.next(), sleep(Math.max(1, t - Date.now())).then(() => "timeout")]);
-    if (r === "timeout") throw new Error(`got ${out.length} of ${n} records`);
-    if (r.done) break;
-    out.push(r.value);
-  }
-  return out;
-}
-
 /** The claims of a JWT (no verification: the broker does that). */
 function claims(jwt) {
   return JSON.parse(Buffer.from(jwt.split(".")[1], "base64url").toString());

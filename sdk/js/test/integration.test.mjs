@@ -3,31 +3,9 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, SamsaError } from "../dist/samsa.js";
 import { Broker, samsa, samsaBin, skipReason } from "./broker.mjs";
+import { sleep, until, take } from "./util.mjs";
 
 const skip = skipReason();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond, ms, what) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-async function take(sub, n, ms = 10_000) {
-  const it = sub[Symbol.asyncIterator]();
-  const out = [];
-  const t = Date.now() + ms;
-  while (out.length < n) {
-    const r = await Promise.race([it.next(), sleep(Math.max(1, t - Date.now())).then(() => "timeout")]);
-    if (r === "timeout") throw new Error(`got ${out.length} of ${n} records`);
-    if (r.done) break;
-    out.push(r.value);
-  }
-  return out;
-}
-
 describe("against samsa serve", { skip }, () => {
   let broker;
   const clients = [];

@@ -3,16 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, backoffDelay, SamsaError, ConnectionClosedError, TimeoutError, AuthError, toBase64, fromBase64 } from "../dist/samsa.js";
 import { FakeServer } from "./fake.mjs";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond, ms = 3000, what = "condition") {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
+import { sleep, until } from "./util.mjs";
 
 function open(server, opts = {}) {
   return connect("ws://fake/ws", {
