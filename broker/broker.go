@@ -56,6 +56,11 @@ type Options struct {
 	// create or close it); nil turns filters off: the filter methods then
 	// return ErrFiltersDisabled.
 	Filters *wasm.Host
+	// OpenFilters, when Filters is nil, opens the filter host once the
+	// data directory is locked, so that a second process given the same
+	// directory fails before it touches <data_dir>/filters. A host opened
+	// this way belongs to the broker, which closes it last in Close.
+	OpenFilters func() (*wasm.Host, error)
 	// Now is the clock; nil is time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -83,6 +88,8 @@ type Broker struct {
 	meta   *metaStore
 	groups *group.Coordinator
 	lock   io.Closer // the data dir's lock file, held while open
+
+	ownedHost *wasm.Host // the filter host opened by OpenFilters
 
 	mu     sync.RWMutex
 	topics map[string]*topic
@@ -172,9 +179,17 @@ func Open(opts Options) (*Broker, error) {
 	opened := false
 	defer func() {
 		if !opened {
+			b.closeOwnedHost()
 			lock.Close()
 		}
 	}()
+	if opts.Filters == nil && opts.OpenFilters != nil {
+		h, err := opts.OpenFilters()
+		if err != nil {
+			return nil, fmt.Errorf("filter host: %w", err)
+		}
+		opts.Filters, b.opts.Filters, b.ownedHost = h, h, h
+	}
 	meta, state, err := openMeta(b.fs, opts.DataDir)
 	if err != nil {
 		return nil, err
@@ -310,7 +325,21 @@ func (b *Broker) Close() error {
 	gerr := b.groups.Close()
 	b.syncer.Close()
 	perr := b.closePartitions()
+	b.closeOwnedHost()
 	return errors.Join(gerr, perr, b.lock.Close())
+}
+
+// closeOwnedHost closes the filter host the broker opened (OpenFilters).
+func (b *Broker) closeOwnedHost() {
+	if b.ownedHost == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.ownedHost.Close(ctx); err != nil {
+		b.logger.Warn("close filter host", "err", err)
+	}
+	b.ownedHost = nil
 }
 
 func (b *Broker) closePartitions() error {

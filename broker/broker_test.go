@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/samsa-broker/samsa/broker/record"
 	"github.com/samsa-broker/samsa/broker/vfs"
+	"github.com/samsa-broker/samsa/wasm"
 )
 
 func openTest(t *testing.T, mod func(*Options)) *Broker {
@@ -439,10 +441,23 @@ func TestDataDirIsLocked(t *testing.T) {
 	if _, err := Open(Options{DataDir: dir}); !errors.Is(err, vfs.ErrLocked) {
 		t.Fatalf("second Open of a data dir in use: %v, want ErrLocked", err)
 	}
+	// The filter host is opened only once the lock is held: a second
+	// process must not touch <data_dir>/filters.
+	opened := 0
+	openFilters := func() (*wasm.Host, error) {
+		opened++
+		return wasm.NewHost(context.Background(), wasm.Options{Dir: filepath.Join(dir, "filters"), Interpreter: raceEnabled})
+	}
+	if _, err := Open(Options{DataDir: dir, OpenFilters: openFilters}); !errors.Is(err, vfs.ErrLocked) || opened != 0 {
+		t.Fatalf("second Open with a filter host: %v, host opened %d times; want ErrLocked before the host", err, opened)
+	}
 	b.Close()
-	b2, err := Open(Options{DataDir: dir})
+	b2, err := Open(Options{DataDir: dir, OpenFilters: openFilters})
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
+	}
+	if opened != 1 || !b2.FiltersEnabled() {
+		t.Fatalf("filter host opened %d times (want 1), filters enabled: %v", opened, b2.FiltersEnabled())
 	}
 	b2.Close()
 }

@@ -133,25 +133,17 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	defaults.MaxMessageBytes = cfg.Topics.MaxMessageBytes
 
 	// The Wasm filter host: modules and the compilation cache live in
-	// <data_dir>/filters. It is closed after the broker (deferred first),
-	// since the broker's bindings run on its pools.
-	var filters *wasm.Host
+	// <data_dir>/filters. The broker opens it once it holds the data
+	// directory's lock, and closes it after its bindings.
+	var openFilters func() (*wasm.Host, error)
 	if cfg.Filters.Enabled {
-		filters, err = wasm.NewHost(ctx, wasm.Options{
-			Dir:            filepath.Join(cfg.DataDir, "filters"),
-			MaxModuleBytes: cfg.Filters.MaxModuleBytes,
-			Logger:         logger.With("component", "wasm"),
-		})
-		if err != nil {
-			return fmt.Errorf("filter host: %w", err)
+		openFilters = func() (*wasm.Host, error) {
+			return wasm.NewHost(ctx, wasm.Options{
+				Dir:            filepath.Join(cfg.DataDir, "filters"),
+				MaxModuleBytes: cfg.Filters.MaxModuleBytes,
+				Logger:         logger.With("component", "wasm"),
+			})
 		}
-		defer func() {
-			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := filters.Close(closeCtx); err != nil {
-				logger.Warn("close filter host", "err", err)
-			}
-		}()
 	}
 	b, err := broker.Open(broker.Options{
 		DataDir:                cfg.DataDir,
@@ -168,8 +160,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			MinSessionTimeout: time.Duration(cfg.Groups.MinSessionTimeoutMs) * time.Millisecond,
 			MaxSessionTimeout: time.Duration(cfg.Groups.MaxSessionTimeoutMs) * time.Millisecond,
 		},
-		Filters: filters,
-		Logger:  logger,
+		OpenFilters: openFilters,
+		Logger:      logger,
 	})
 	if err != nil {
 		return fmt.Errorf("open broker: %w", err)
