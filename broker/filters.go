@@ -155,13 +155,18 @@ func (e *FilterError) Unwrap() error { return e.Err }
 // binding is a live binding. Its spec never changes; its pool is swapped
 // when a new version of its module is deployed.
 type binding struct {
-	id       string
-	spec     BindingSpec // normalized: OnError set
-	created  time.Time
-	limits   wasm.Limits
-	onError  OnError
-	deadTo   string // dead-letter topic, "" for other policies
-	pool     atomic.Pointer[poolRef]
+	id      string
+	spec    BindingSpec // normalized: OnError set
+	created time.Time
+	limits  wasm.Limits
+	onError OnError
+	deadTo  string // dead-letter topic, "" for other policies
+	pool    atomic.Pointer[poolRef]
+
+	// deadUpTo is, per source partition, the offset below which a view's
+	// failed records have been dead-lettered already (deadLetterView).
+	deadMu   sync.Mutex
+	deadUpTo map[int32]int64
 	counters bindingCounters
 }
 

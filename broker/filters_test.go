@@ -532,6 +532,19 @@ func TestViewOnError(t *testing.T) {
 			if got := kvs(t, b, "vdlq", 0); fmt.Sprint(got) != "[0:a 1:b]" {
 				t.Fatalf("dead letters %v", got)
 			}
+			// Reading the view again (another consumer, a seek) sends
+			// nothing twice; a new failed record is sent once.
+			b.Fetch(context.Background(), FetchRequest{Partitions: []FetchPartition{{Topic: name, Offset: 0, MaxBytes: 1 << 20}}})
+			mustProduce(t, b, "src", 0, keyedBatch(t, record.None, "c"))
+			for range 2 {
+				res := b.Fetch(context.Background(), FetchRequest{Partitions: []FetchPartition{{Topic: name, Offset: 0, MaxBytes: 1 << 20}}})
+				if res[0].Err != nil {
+					t.Fatal(res[0].Err)
+				}
+			}
+			if got := kvs(t, b, "vdlq", 0); fmt.Sprint(got) != "[0:a 1:b 2:c]" {
+				t.Fatalf("dead letters after re-reads %v", got)
+			}
 		}
 	}
 }

@@ -151,13 +151,34 @@ func (b *Broker) filterView(bd *binding, partition int32, raw, dst []byte) (out 
 }
 
 // deadLetterView appends a failed view batch's records to the dead-letter
-// topic. The view drops them; each read of the batch sends them again.
+// topic; the view drops them. Every consumer of the view reads the batch,
+// and reads it again after a seek: records at offsets already sent during
+// this run are not sent again (after a restart, the first read of a failed
+// batch sends it once more).
 func (b *Broker) deadLetterView(bd *binding, srcPart int32, recs []wasm.Record, cause error) {
+	bd.deadMu.Lock()
+	defer bd.deadMu.Unlock()
+	if bd.deadUpTo == nil {
+		bd.deadUpTo = make(map[int32]int64)
+	}
+	upTo := bd.deadUpTo[srcPart]
+	fresh := recs[:0:0]
+	for _, r := range recs {
+		if r.Offset >= upTo {
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
 	t, err := b.routeTarget(bd.deadTo)
 	if err != nil {
 		b.logger.Warn("view: dead-letter topic unavailable", "binding", bd.id, "topic", bd.deadTo, "err", err)
 		return
 	}
+	next := fresh[len(fresh)-1].Offset + 1
+	recs = fresh
+	failed := false
 	byPart := make(map[*partition][]wasm.Record)
 	for _, r := range recs {
 		r.Offset = 0
@@ -167,6 +188,7 @@ func (b *Broker) deadLetterView(bd *binding, srcPart int32, recs []wasm.Record, 
 	for tp, rs := range byPart {
 		if err := b.appendRecords(tp, rs, record.None); err != nil {
 			b.logger.Warn("view: dead-letter append failed", "binding", bd.id, "topic", bd.deadTo, "err", err)
+			failed = true
 			continue
 		}
 		if tp.flushPolicy() == FlushAlways {
@@ -175,6 +197,10 @@ func (b *Broker) deadLetterView(bd *binding, srcPart int32, recs []wasm.Record, 
 			}
 		}
 		tp.notify()
+	}
+	if !failed {
+		// A failed append is tried again at the next read.
+		bd.deadUpTo[srcPart] = next
 	}
 	bd.counters.deadLettered.Add(int64(len(recs)))
 }
