@@ -505,8 +505,21 @@ func (b *Broker) CreateTopic(name string, partitions int32, overrides map[string
 	return t.info(), nil
 }
 
-// DeleteTopic deletes a topic and all its records.
+// DeleteTopic deletes a topic, all its records and every group's committed
+// offsets of it.
 func (b *Broker) DeleteTopic(name string) error {
+	if err := b.deleteTopic(name); err != nil {
+		return err
+	}
+	// Committed offsets of the topic go with it, as in Kafka (outside
+	// b.mu: the coordinator calls back into the broker).
+	if err := b.groups.DeleteTopicOffsets(name); err != nil {
+		return fmt.Errorf("topic %q deleted, but not its committed offsets: %w", name, err)
+	}
+	return nil
+}
+
+func (b *Broker) deleteTopic(name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t, ok := b.topics[name]

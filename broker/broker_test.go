@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samsa-broker/samsa/broker/group"
 	"github.com/samsa-broker/samsa/broker/record"
 	"github.com/samsa-broker/samsa/broker/vfs"
 	"github.com/samsa-broker/samsa/wasm"
@@ -487,4 +488,52 @@ func TestFullDisk(t *testing.T) {
 	if got := values(t, b, "t", 0, 0); fmt.Sprint(got) != "[before after]" {
 		t.Fatalf("records: %v", got)
 	}
+}
+
+// Deleting a topic deletes every group's committed offsets of it, durably:
+// a topic created again under the name starts without stale positions.
+func TestDeleteTopicDeletesOffsets(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(Options{DataDir: dir, AutoCreateTopics: true, DefaultPartitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"gone", "kept"} {
+		if _, err := b.AutoCreate(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []string{"g1", "g2"} {
+		errs := b.Groups().CommitOffsets(group.CommitRequest{Group: g, Generation: -1, Offsets: []group.OffsetCommit{
+			{Topic: "gone", Partition: 0, Offset: 0, LeaderEpoch: -1},
+			{Topic: "gone", Partition: 1, Offset: 0, LeaderEpoch: -1},
+			{Topic: "kept", Partition: 0, Offset: 0, LeaderEpoch: -1},
+		}})
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("commit %s: %v", g, err)
+			}
+		}
+	}
+	if err := b.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(b *Broker) {
+		t.Helper()
+		for _, g := range []string{"g1", "g2"} {
+			got := b.Groups().CommittedOffsets(g)
+			want := map[group.TopicPartition]int64{{Topic: "kept", Partition: 0}: 0}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s committed offsets %v, want %v", g, got, want)
+			}
+		}
+	}
+	check(b)
+	b.Close()
+	b, err = Open(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	check(b)
 }

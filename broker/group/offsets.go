@@ -159,6 +159,24 @@ func (c *Coordinator) DeleteOffsets(group string, tps []TopicPartition) ([]error
 	return errs, nil
 }
 
+// DeleteTopicOffsets deletes, durably, every group's committed offsets of
+// topic: what Kafka does when a topic is deleted, so that a topic created
+// again under the same name starts without stale positions.
+func (c *Coordinator) DeleteTopicOffsets(topic string) error {
+	var entries []entry
+	for _, g := range c.store.groups() {
+		for _, tp := range c.store.keys(g) {
+			if tp.Topic == topic {
+				entries = append(entries, entry{group: g, tp: tp, del: true})
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	return c.store.write(entries)
+}
+
 // subscribedTopics returns the topics the members of a consumer group
 // subscribe to, read from their ConsumerProtocolSubscription metadata for
 // the group's protocol (or their first protocol, before one is chosen).
