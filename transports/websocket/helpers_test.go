@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 )
 
 type testEnv struct {
-	b   *broker.Broker
-	s   *Server
-	hs  *httptest.Server
-	url string
+	b     *broker.Broker
+	s     *Server
+	hs    *httptest.Server
+	url   string
+	close func() // stops everything; also done at the test's end
 }
 
 // startServer opens a broker on a temp dir and serves the WebSocket
@@ -43,12 +45,14 @@ func startServer(t testing.TB, tweak ...func(*broker.Options, *Options)) *testEn
 	mux.Handle("/ws", s)
 	hs := httptest.NewUnstartedServer(mux)
 	hs.Start()
-	t.Cleanup(func() {
+	e := &testEnv{b: b, s: s, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	e.close = sync.OnceFunc(func() {
 		s.Close()
 		hs.Close()
 		b.Close()
 	})
-	return &testEnv{b: b, s: s, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	t.Cleanup(e.close)
+	return e
 }
 
 type client struct {
