@@ -23,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const benchUsage = `usage: samsa bench <produce|consume|e2e> [flags]
+const benchUsage = `usage: samsa bench <produce|consume|e2e|ws> [flags]
 
   produce  produce --records records as fast as possible (or at --rate) and
            report throughput and produce latency (Produce call to ack)
@@ -31,6 +31,8 @@ const benchUsage = `usage: samsa bench <produce|consume|e2e> [flags]
            the missing ones first) and report throughput
   e2e      produce and consume at once; latency is from send to receipt,
            measured with the send time carried in each value
+  ws       the WebSocket endpoint with the Go SDK: samsa bench ws
+           <produce|fanout|connect> (run 'samsa bench ws -h')
 
 run 'samsa bench produce -h' for the flags
 `
@@ -62,6 +64,9 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 			return errors.New("bench: no mode given (produce, consume or e2e)")
 		}
 		return nil
+	}
+	if args[0] == "ws" {
+		return runBenchWS(ctx, env, args[1:])
 	}
 	c := benchConfig{mode: args[0], batchBytes: 1 << 20}
 	switch c.mode {

@@ -12,11 +12,32 @@
 //		rec, err := sub.Next(ctx)
 //		...
 //	}
+//
+// # Authentication
+//
+// When the broker requires authentication (PROTOCOL.md §9) every
+// connection authenticates right after the server's hello, before its
+// subscriptions resume, with Options.Credentials: a user JWT and the
+// user's nkey seed (the seed signs the connection's nonce and never leaves
+// the process), a static nkey user's seed, or a bearer JWT.
+//
+//	c, err := samsa.Dial(ctx, url, samsa.Options{
+//		Credentials: &samsa.Credentials{JWT: userJWT, Seed: userSeed},
+//	})
+//	if errors.Is(err, samsa.ErrUnauthorized) { ... } // refused: terminal
+//
+// For short-lived tokens, Options.CredentialsFunc is called on every
+// (re)connect and at about 90% of each token's lifetime, to refresh it on
+// the live connection; a 4001 close (token expired, revoked) then
+// reconnects with fresh credentials instead of ending the client. An op
+// without the permission fails with ErrForbidden and the client carries
+// on.
 package samsa
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +98,26 @@ type Options struct {
 	Header http.Header
 	// Dialer dials the connections; its Subprotocols are replaced.
 	Dialer *gws.Dialer
+
+	// Credentials authenticate every connection right after hello when
+	// the server requires it (hello "auth":"required", PROTOCOL.md §9),
+	// before the subscriptions are resumed. A refusal (unauthorized) is
+	// Dial's error, or ends the client on a reconnect: errors.Is(err,
+	// ErrUnauthorized). They are static: when the token expires the
+	// server closes the connection with 4001 and the client ends with
+	// that *CloseError (use CredentialsFunc for short-lived tokens). nil:
+	// no auth op is sent (a cookie in Header may authenticate instead).
+	Credentials *Credentials
+	// CredentialsFunc, instead of Credentials, is called for fresh
+	// credentials on every (re)connect, and at about 90% of a token's
+	// lifetime to refresh it on the live connection (a failed refresh is
+	// retried at half the time left). A 4001 close (token expired or
+	// revoked) then reconnects through it instead of ending the client;
+	// if the server refuses what it returns, the client ends with that
+	// error. Its errors are retried with backoff on reconnects, except
+	// one that wraps ErrUnauthorized, which ends the client; Dial returns
+	// them. ctx bounds the call.
+	CredentialsFunc func(ctx context.Context) (Credentials, error)
 
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff
 	// between reconnection attempts. 100 ms and 5 s.
@@ -189,6 +230,10 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	c := &Client{url: url, opts: opts, log: opts.Logger, sessCh: make(chan struct{}), done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.prod.init(c)
+	if opts.Credentials != nil && opts.CredentialsFunc != nil {
+		c.cancel()
+		return nil, fmt.Errorf("%w: set Options.Credentials or Options.CredentialsFunc, not both", ErrInvalidCredentials)
+	}
 	s, err := c.connect(ctx)
 	if err != nil {
 		c.cancel()
@@ -375,8 +420,7 @@ func (c *Client) run(s *session) {
 		if c.opts.OnDisconnect != nil && !closed {
 			c.opts.OnDisconnect(s.err)
 		}
-		var ce *CloseError
-		if !closed && (c.opts.NoReconnect || (errors.As(s.err, &ce) && ce.Permanent())) {
+		if !closed && (c.opts.NoReconnect || c.permanent(s.err)) {
 			c.fail(s.err)
 			closed = true
 		}
@@ -399,10 +443,29 @@ func (c *Client) run(s *session) {
 				s = ns
 				break
 			}
+			if authTerminal(err) {
+				// Refused credentials: reconnecting with them (or with
+				// what CredentialsFunc gives) would only spin.
+				c.log.Warn("samsa: authentication refused, giving up", "err", err)
+				c.fail(err)
+				c.shutdown()
+				return
+			}
 			c.log.Info("samsa: reconnect failed", "err", err, "attempt", attempt)
 		}
 		c.install(s)
 	}
+}
+
+// permanent reports whether the close that ended a connection rules out
+// reconnecting: 1008, and 4001 unless CredentialsFunc can give new
+// credentials.
+func (c *Client) permanent(err error) bool {
+	var ce *CloseError
+	if !errors.As(err, &ce) || !ce.Permanent() {
+		return false
+	}
+	return ce.Code != CloseUnauthorized || c.opts.CredentialsFunc == nil
 }
 
 // backoff is the jittered exponential delay before attempt n (0-based):
@@ -481,12 +544,14 @@ type session struct {
 	id      string
 	limits  Limits
 	started time.Time
+	nonce   []byte // hello's nonce, signed by nonce authentication
 
 	wmu sync.Mutex // writes
 
 	mu    sync.Mutex
 	calls map[uint32]*call
 	dead  bool
+	auth  AuthInfo      // the identity, refreshed by refreshLoop
 	slots chan struct{} // produce requests in flight
 
 	done chan struct{}
@@ -537,8 +602,21 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		ws.Close()
 		return nil, fmt.Errorf("samsa: dial %s: first frame is %q, not hello", c.url, hello.Type)
 	}
+	nonce, err := base64.StdEncoding.DecodeString(hello.Nonce)
+	if err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("samsa: dial %s: hello nonce is not base64: %w", c.url, err)
+	}
+	var ai AuthInfo
+	authAt := time.Now()
+	if hello.Auth == "required" {
+		if ai, err = c.authenticateWS(ctx, ws, nonce, deadline); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("samsa: dial %s: authentication: %w", c.url, err)
+		}
+	}
 	s := &session{
-		c: c, ws: ws, id: hello.Session, started: time.Now(),
+		c: c, ws: ws, id: hello.Session, started: time.Now(), nonce: nonce, auth: ai,
 		limits: Limits{hello.Limits.MaxFrameBytes, hello.Limits.MaxSubscriptions, hello.Limits.MaxPendingBytes},
 		calls:  make(map[uint32]*call),
 		slots:  make(chan struct{}, c.opts.MaxInflight),
@@ -559,6 +637,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		return err
 	})
 	go s.read()
+	if c.opts.CredentialsFunc != nil && !ai.Expires.IsZero() {
+		go s.refreshLoop(authAt)
+	}
 	return s, nil
 }
 
@@ -738,6 +819,16 @@ func (s *session) handleText(data []byte) error {
 		}
 		sb.deliver(s, recs)
 		return nil
+	case "authenticated":
+		if len(e.ID) == 0 {
+			// The cookie of the upgrade request authenticated the
+			// connection (PROTOCOL.md §9).
+			ai := authInfoOf(&e)
+			s.mu.Lock()
+			s.auth = ai
+			s.mu.Unlock()
+			return nil
+		}
 	case "reset", "assigned", "revoked":
 		if sb := s.c.subByName(e.Sub); sb != nil {
 			sb.event(s, &e)

@@ -334,7 +334,14 @@ type envelope struct {
 	Generation int32           `json:"generation"`
 	Credit     int64           `json:"credit"`
 	Session    string          `json:"session"`
-	Limits     struct {
+	// hello: the nonce (base64) and whether auth is "required".
+	Nonce string `json:"nonce"`
+	Auth  string `json:"auth"`
+	// authenticated: the user and when its token expires (Unix ms; 0:
+	// never).
+	User    string `json:"user"`
+	Expires int64  `json:"expires"`
+	Limits  struct {
 		MaxFrameBytes    int `json:"max_frame_bytes"`
 		MaxSubscriptions int `json:"max_subscriptions"`
 		MaxPendingBytes  int `json:"max_pending_bytes"`

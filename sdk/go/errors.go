@@ -91,9 +91,21 @@ var (
 	ErrSubscriptionClosed = errors.New("samsa: subscription closed")
 )
 
+// Close codes of the server (PROTOCOL.md §8).
+const (
+	// ClosePolicy (1008): the server refused the connection (Origin,
+	// limits).
+	ClosePolicy = 1008
+	// CloseUnauthorized (4001): the token expired or was revoked, or the
+	// connection did not authenticate in time.
+	CloseUnauthorized = 4001
+)
+
 // CloseError is the close code and reason the server ended a connection
 // with. Codes 1008 (policy) and 4001 (unauthorized) are permanent: the
-// client stops reconnecting and every call fails with the CloseError.
+// client stops reconnecting and every call fails with the CloseError;
+// except that with Options.CredentialsFunc a 4001 reconnects with fresh
+// credentials.
 type CloseError struct {
 	Code   int
 	Reason string
@@ -104,7 +116,9 @@ func (e *CloseError) Error() string {
 }
 
 // Permanent reports whether reconnecting cannot help (1008, 4001).
-func (e *CloseError) Permanent() bool { return e.Code == 1008 || e.Code == 4001 }
+func (e *CloseError) Permanent() bool {
+	return e.Code == ClosePolicy || e.Code == CloseUnauthorized
+}
 
 // IsRetriable reports whether err is transient: a lost connection, an
 // unavailable broker or a per-connection limit.

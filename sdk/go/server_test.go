@@ -13,6 +13,7 @@ import (
 
 	gws "github.com/gorilla/websocket"
 
+	"github.com/samsa-broker/samsa/auth"
 	"github.com/samsa-broker/samsa/broker"
 	wstransport "github.com/samsa-broker/samsa/transports/websocket"
 )
@@ -24,6 +25,7 @@ type testServer struct {
 	ws  *wstransport.Server
 	hs  *httptest.Server
 	url string
+	ln  *trackingListener
 }
 
 type serverConfig struct {
@@ -31,6 +33,8 @@ type serverConfig struct {
 	autoCreate bool
 	flush      broker.FlushPolicy
 	dir        string
+	auth       *auth.Authenticator // nil: auth off
+	authCookie string              // the cookie that may carry a bearer JWT
 }
 
 func startServer(t testing.TB, tweak ...func(*serverConfig)) *testServer {
@@ -50,11 +54,14 @@ func startServer(t testing.TB, tweak ...func(*serverConfig)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := wstransport.New(b, wstransport.Options{HeartbeatInterval: 100 * time.Millisecond, FetchMaxWait: 200 * time.Millisecond})
+	ws := wstransport.New(b, wstransport.Options{HeartbeatInterval: 100 * time.Millisecond, FetchMaxWait: 200 * time.Millisecond, Auth: cfg.auth, AuthCookie: cfg.authCookie})
 	mux := http.NewServeMux()
 	mux.Handle("/ws", ws)
-	hs := httptest.NewServer(mux)
-	ts := &testServer{b: b, ws: ws, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	hs := httptest.NewUnstartedServer(mux)
+	tl := &trackingListener{Listener: hs.Listener}
+	hs.Listener = tl
+	hs.Start()
+	ts := &testServer{b: b, ws: ws, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", ln: tl}
 	t.Cleanup(ts.close)
 	return ts
 }
@@ -89,6 +96,38 @@ func restartOn(t testing.TB, dir, addr string) *testServer {
 	ts := &testServer{b: b, ws: ws, hs: hs, url: "ws://" + addr + "/ws"}
 	t.Cleanup(ts.close)
 	return ts
+}
+
+// trackingListener remembers the connections it accepted, so that a test
+// can drop them from the server's side.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// dropConns closes every connection the server accepted so far (from the
+// server's side, without a close frame) and returns how many there were.
+func (ts *testServer) dropConns() int {
+	l := ts.ln
+	l.mu.Lock()
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return len(conns)
 }
 
 func (ts *testServer) close() {
