@@ -2,8 +2,8 @@ package samsa
 
 import (
 	"bufio"
-	"context"
-	"encoding/binary"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,11 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,15 +21,14 @@ import (
 // BenchmarkFanout measures the fan-out target: one topic (one partition)
 // receiving 1,000 records/s of 100 bytes, delivered to N WebSocket
 // subscribers (one connection each, binary deliveries, from latest): at
-// N=1000 a million deliveries a second. Every record must reach every
-// subscriber (missing must be 0); the producer puts time.Now().UnixNano()
-// in the first 8 bytes of each value and each subscriber records
-// now - sent on receipt, giving the p50/p99/max delivery latency.
-//
-// The broker is `samsa serve` built from ./cmd/samsa and run as a separate
-// process (default config, so flush = "always"), so that its CPU is not
-// mixed with the client goroutines'; broker_cpu and client_cpu are the
-// cores each process used during the measurement (from /proc, Linux).
+// N=1000 a million deliveries a second. It runs `samsa bench ws fanout`
+// (this SDK; every record must reach every subscriber once, and the
+// latency is from the producer's clock in each value to receipt) against
+// `samsa serve`, both built from ./cmd/samsa and run as separate
+// processes (the broker on its defaults, so flush = "always");
+// broker_cpu and client_cpu are the cores each process used (from /proc,
+// Linux). $SAMSA_FANOUT_CPUPROFILE names a file for the broker's CPU
+// profile.
 //
 // It is one measurement (~5 s of producing) whatever b.N is:
 //
@@ -43,7 +40,7 @@ func BenchmarkFanout(b *testing.B) {
 	bin := buildSamsa(b)
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			runFanout(b, bin, n, 1000, 100, 5*time.Second)
+			runFanout(b, bin, n, 1000, 5*time.Second)
 		})
 	}
 }
@@ -222,220 +219,77 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / clkTck
 }
 
-// fanoutSub is one subscriber's record of what it received.
-type fanoutSub struct {
-	c    *Client
-	sub  *Subscription
-	lats []uint32 // delivery latencies, µs
-	n    int      // records received
-	bad  int      // out of order or duplicated offsets
-	next int64    // next expected offset
-	last int64    // UnixNano of the last receipt
-	err  error    // why its stream ended early, if it did
+// fanoutResult is what `samsa bench ws fanout --json` reports (the fields
+// used here).
+type fanoutResult struct {
+	Deliveries         int64   `json:"deliveries"`
+	ExpectedDeliveries int64   `json:"expected_deliveries"`
+	Missing            int64   `json:"missing"`
+	Duplicates         int64   `json:"duplicates"`
+	EndedSubscribers   int     `json:"ended_subscribers"`
+	DeliveriesPerSec   float64 `json:"deliveries_per_sec"`
+	ElapsedSec         float64 `json:"elapsed_sec"`
+	SetupSec           float64 `json:"setup_sec"`
+	DeliveryLatency    struct {
+		P50  float64 `json:"p50"`
+		P99  float64 `json:"p99"`
+		P999 float64 `json:"p99_9"`
+		Max  float64 `json:"max"`
+	} `json:"delivery_latency_ms"`
 }
 
-func runFanout(b *testing.B, bin string, nsubs, rate, size int, dur time.Duration) {
-	const topic = "fanout"
+// runFanout runs `samsa bench ws fanout` (this SDK, one connection per
+// subscriber) against a broker process, both built from this tree, and
+// reports its figures with the CPU each process used.
+func runFanout(b *testing.B, bin string, nsubs, rate int, dur time.Duration) {
 	br := startBroker(b, bin)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	// The producer; its first (synchronous) record creates the topic.
-	prod, err := Dial(ctx, br.url, Options{Binary: true, NoReconnect: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
-	warm := make([]byte, size)
-	ack, err := prod.Produce(ctx, topic, Record{Value: warm})
-	if err != nil {
-		b.Fatal(err)
-	}
-	first := ack.Offset + 1 // subscribers start from latest: after it
-
-	// The subscribers: one connection each, dialed 32 at a time.
-	subs := make([]*fanoutSub, nsubs)
-	expected := rate*int(dur/time.Second) + rate // capacity hint
-	var (
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 32)
-		emu  sync.Mutex
-		serr error
-	)
-	t0 := time.Now()
-	for i := range subs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fs := &fanoutSub{lats: make([]uint32, 0, expected), next: first}
-			subs[i] = fs
-			dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-			defer dcancel()
-			c, err := Dial(dctx, br.url, Options{Binary: true, NoReconnect: true})
-			if err == nil {
-				fs.c = c
-				fs.sub, err = c.Subscribe(dctx, topic, SubscribeOptions{From: Latest(), Credit: 10000, Format: "binary"})
-			}
-			if err != nil {
-				emu.Lock()
-				if serr == nil {
-					serr = fmt.Errorf("subscriber %d: %w", i, err)
-				}
-				emu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	defer func() {
-		var cw sync.WaitGroup
-		for _, fs := range subs {
-			if fs != nil && fs.c != nil {
-				cw.Add(1)
-				go func() { defer cw.Done(); fs.c.Close() }()
-			}
-		}
-		cw.Wait()
-	}()
-	if serr != nil {
-		b.Fatalf("%v\nbroker log:\n%s", serr, br.logTail())
-	}
-	setup := time.Since(t0)
-	for _, fs := range subs {
-		if ps := fs.sub.Partitions(); len(ps) != 1 || ps[0].Offset != first {
-			b.Fatalf("subscribed at %+v, want offset %d", ps, first)
-		}
-	}
-
-	// Consumers: one goroutine per subscriber.
-	var received atomic.Int64
-	var cg sync.WaitGroup
-	for _, fs := range subs {
-		cg.Add(1)
-		go func() {
-			defer cg.Done()
-			for {
-				r, err := fs.sub.Next(ctx)
-				if err != nil {
-					if ctx.Err() == nil {
-						fs.err = err
-					}
-					return
-				}
-				now := time.Now().UnixNano()
-				if len(r.Value) >= 8 {
-					sent := int64(binary.BigEndian.Uint64(r.Value))
-					fs.lats = append(fs.lats, uint32(min(max(now-sent, 0)/1000, 1<<32-1)))
-				}
-				if r.Offset != fs.next {
-					fs.bad++
-				}
-				fs.next = r.Offset + 1
-				fs.n++
-				fs.last = now
-				received.Add(1)
-			}
-		}()
-	}
-
-	// Produce at rate records/s for dur, paced on an absolute schedule.
-	var failed atomic.Int64
-	cb := func(_ Ack, err error) {
-		if err != nil {
-			failed.Add(1)
-		}
-	}
-	total := rate * int(dur/time.Second)
-	interval := time.Second / time.Duration(rate)
-	brCPU0, clCPU0 := procCPU(br.pid), procCPU(0)
-	profDone := profileBroker(b, br, dur-time.Second)
+	cmd := exec.Command(bin, "bench", "ws", "fanout", "--json", "--url", br.url,
+		"--subscribers", strconv.Itoa(nsubs), "--rate", strconv.Itoa(rate), "--duration", dur.String())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	brCPU0 := procCPU(br.pid)
 	b.ResetTimer()
-	start := time.Now()
-	for i := range total {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
-		v := make([]byte, size)
-		binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
-		binary.BigEndian.PutUint64(v[8:], uint64(i))
-		prod.ProduceAsync(ctx, topic, Record{Value: v}, cb)
-	}
-	produced := time.Since(start)
-	<-profDone
-	if err := prod.Flush(ctx); err != nil {
+	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	if failed.Load() > 0 {
-		b.Fatalf("%d records failed to produce", failed.Load())
-	}
-
-	// Wait for every delivery (or give up after 30 s).
-	want := int64(total) * int64(nsubs)
-	deadline := time.Now().Add(30 * time.Second)
-	for received.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	profDone := profileBroker(b, br, dur-time.Second)
+	// The client's CPU is read just before it exits: poll its /proc entry.
+	var clCPU time.Duration
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	var err error
+poll:
+	for {
+		select {
+		case err = <-waitErr:
+			break poll
+		case <-time.After(50 * time.Millisecond):
+			if c := procCPU(cmd.Process.Pid); c >= 0 {
+				clCPU = c
+			}
+		}
 	}
 	b.StopTimer()
-	brCPU1, clCPU1 := procCPU(br.pid), procCPU(0)
-	cancel()
-	cg.Wait()
-
-	// Results.
-	var (
-		got, bad, ended int64
-		lastNs          int64
-		all             = make([]uint32, 0, want)
-		firstErr        error
-	)
-	for _, fs := range subs {
-		got += int64(fs.n)
-		bad += int64(fs.bad)
-		lastNs = max(lastNs, fs.last)
-		all = append(all, fs.lats...)
-		if fs.err != nil {
-			ended++
-			if firstErr == nil {
-				firstErr = fs.err
-			}
-		}
+	brCPU := procCPU(br.pid) - brCPU0
+	<-profDone
+	var res fanoutResult
+	if jerr := json.Unmarshal(stdout.Bytes(), &res); jerr != nil {
+		b.Fatalf("samsa bench ws fanout: %v (%v)\n%s\nbroker log:\n%s", err, jerr, stderr.Bytes(), br.logTail())
 	}
-	missing := want - got
-	slices.Sort(all)
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		i := min(int(p*float64(len(all))), len(all)-1)
-		return float64(all[i]) / 1000
-	}
-	p50, p99, p999, mx := pct(0.50), pct(0.99), pct(0.999), pct(1)
-	elapsed := time.Duration(lastNs - start.UnixNano())
-	if elapsed <= 0 {
-		elapsed = produced
-	}
-	perSec := float64(got) / elapsed.Seconds()
-	cpu := func(a, z time.Duration) float64 {
-		if a < 0 || z < 0 {
-			return -1
-		}
-		return (z - a).Seconds() / elapsed.Seconds()
-	}
-	brCores, clCores := cpu(brCPU0, brCPU1), cpu(clCPU0, clCPU1)
-
-	b.ReportMetric(p50, "p50_ms")
-	b.ReportMetric(p99, "p99_ms")
-	b.ReportMetric(mx, "max_ms")
-	b.ReportMetric(perSec, "deliveries/s")
-	b.ReportMetric(float64(missing), "missing")
-	b.ReportMetric(brCores, "broker_cpu")
-	b.ReportMetric(clCores, "client_cpu")
-	b.Logf("fanout subs=%d records=%d (%d B, %d/s, produced in %v) deliveries=%d/%d missing=%d out_of_order=%d ended=%d "+
-		"latency p50=%.2fms p99=%.2fms p99.9=%.2fms max=%.2fms deliveries/s=%.0f over %v broker_cpu=%.2f client_cpu=%.2f cores (setup %v)",
-		nsubs, total, size, rate, produced.Round(time.Millisecond), got, want, missing, bad, ended,
-		p50, p99, p999, mx, perSec, elapsed.Round(time.Millisecond), brCores, clCores, setup.Round(time.Millisecond))
-	if missing != 0 || bad != 0 || ended != 0 {
-		b.Errorf("fan-out incomplete: missing=%d out_of_order=%d ended=%d (first error: %v)\nbroker log:\n%s",
-			missing, bad, ended, firstErr, br.logTail())
+	lat := res.DeliveryLatency
+	cores := func(d time.Duration) float64 { return d.Seconds() / res.ElapsedSec }
+	b.ReportMetric(lat.P50, "p50_ms")
+	b.ReportMetric(lat.P99, "p99_ms")
+	b.ReportMetric(lat.Max, "max_ms")
+	b.ReportMetric(res.DeliveriesPerSec, "deliveries/s")
+	b.ReportMetric(float64(res.Missing), "missing")
+	b.ReportMetric(cores(brCPU), "broker_cpu")
+	b.ReportMetric(cores(clCPU), "client_cpu")
+	b.Logf("fanout subs=%d rate=%d/s for %v: deliveries=%d/%d missing=%d duplicates=%d ended=%d "+
+		"latency p50=%.2fms p99=%.2fms p99.9=%.2fms max=%.2fms deliveries/s=%.0f broker_cpu=%.2f client_cpu=%.2f cores (setup %.3fs)",
+		nsubs, rate, dur, res.Deliveries, res.ExpectedDeliveries, res.Missing, res.Duplicates, res.EndedSubscribers,
+		lat.P50, lat.P99, lat.P999, lat.Max, res.DeliveriesPerSec, cores(brCPU), cores(clCPU), res.SetupSec)
+	if err != nil || res.Missing != 0 || res.Duplicates != 0 || res.EndedSubscribers != 0 {
+		b.Errorf("fan-out incomplete (%v): %s\nbroker log:\n%s", err, stderr.Bytes(), br.logTail())
 	}
 }
