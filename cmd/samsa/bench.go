@@ -599,8 +599,26 @@ type machineInfo struct {
 	Hostname   string `json:"hostname,omitempty"`
 }
 
-func (c *benchConfig) newResult(records, failed int64, elapsed time.Duration) *benchResult {
+// thisMachine describes the machine a bench runs on.
+func thisMachine() machineInfo {
 	host, _ := os.Hostname()
+	return machineInfo{
+		NumCPU:     runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		GOOS:       runtime.GOOS,
+		GOARCH:     runtime.GOARCH,
+		GoVersion:  runtime.Version(),
+		Hostname:   host,
+	}
+}
+
+// print writes the machine line of a bench report.
+func (m machineInfo) print(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "  machine     %d CPUs (GOMAXPROCS %d), %s/%s, %s\n", m.NumCPU, m.GOMAXPROCS, m.GOOS, m.GOARCH, m.GoVersion)
+	return err
+}
+
+func (c *benchConfig) newResult(records, failed int64, elapsed time.Duration) *benchResult {
 	res := &benchResult{
 		Mode:       c.mode,
 		Topic:      c.topic,
@@ -608,14 +626,7 @@ func (c *benchConfig) newResult(records, failed int64, elapsed time.Duration) *b
 		Failed:     failed,
 		RecordSize: c.recordSize,
 		ElapsedSec: elapsed.Seconds(),
-		Machine: machineInfo{
-			NumCPU:     runtime.NumCPU(),
-			GOMAXPROCS: runtime.GOMAXPROCS(0),
-			GOOS:       runtime.GOOS,
-			GOARCH:     runtime.GOARCH,
-			GoVersion:  runtime.Version(),
-			Hostname:   host,
-		},
+		Machine:    thisMachine(),
 	}
 	if c.mode != "consume" {
 		res.Producers = c.producers
@@ -637,7 +648,6 @@ func (res *benchResult) print(w io.Writer, asJSON bool) error {
 		enc := json.NewEncoder(w)
 		return enc.Encode(res)
 	}
-	m := res.Machine
 	fmt.Fprintf(w, "bench %s: topic %q (%d partition%s), %d records of %d bytes",
 		res.Mode, res.Topic, res.Partitions, plural(res.Partitions), res.Records, res.RecordSize)
 	if res.Failed > 0 {
@@ -663,8 +673,7 @@ func (res *benchResult) print(w io.Writer, asJSON bool) error {
 	}
 	printLatency(w, label, res.Latency)
 	printLatency(w, "produce latency", res.ProduceLatency)
-	_, err := fmt.Fprintf(w, "  machine     %d CPUs (GOMAXPROCS %d), %s/%s, %s\n", m.NumCPU, m.GOMAXPROCS, m.GOOS, m.GOARCH, m.GoVersion)
-	return err
+	return res.Machine.print(w)
 }
 
 func printLatency(w io.Writer, label string, l *latencySummary) {

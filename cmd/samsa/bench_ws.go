@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,20 +282,12 @@ type wsBenchResult struct {
 }
 
 func (c *wsBenchConfig) newResult(elapsed time.Duration) *wsBenchResult {
-	host, _ := os.Hostname()
 	return &wsBenchResult{
 		Mode:       "ws " + c.mode,
 		URL:        c.url,
 		Auth:       c.authKind,
 		ElapsedSec: elapsed.Seconds(),
-		Machine: machineInfo{
-			NumCPU:     runtime.NumCPU(),
-			GOMAXPROCS: runtime.GOMAXPROCS(0),
-			GOOS:       runtime.GOOS,
-			GOARCH:     runtime.GOARCH,
-			GoVersion:  runtime.Version(),
-			Hostname:   host,
-		},
+		Machine:    thisMachine(),
 	}
 }
 
@@ -305,7 +295,6 @@ func (res *wsBenchResult) print(w io.Writer, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(res)
 	}
-	m := res.Machine
 	switch res.Mode {
 	case "ws produce":
 		fmt.Fprintf(w, "bench ws produce: topic %q via %s (auth %s), %d records of %d bytes", res.Topic, res.URL, res.Auth, res.Records, res.RecordSize)
@@ -335,8 +324,7 @@ func (res *wsBenchResult) print(w io.Writer, asJSON bool) error {
 		fmt.Fprintf(w, "  elapsed     %.3fs, %.0f connections/s\n", res.ElapsedSec, res.ConnectionsPerSec)
 		printLatency(w, "connect", res.ConnectLatency)
 	}
-	_, err := fmt.Fprintf(w, "  machine     %d CPUs (GOMAXPROCS %d), %s/%s, %s\n", m.NumCPU, m.GOMAXPROCS, m.GOOS, m.GOARCH, m.GoVersion)
-	return err
+	return res.Machine.print(w)
 }
 
 // runProduce: one client, ProduceAsync in a loop; each record's ack
