@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -121,6 +122,12 @@ func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) 
 	}
 
 	start := len(dst)
+	if opts.Codec == None {
+		// One allocation for the whole batch rather than a doubling
+		// series: records are their key, value and headers plus at most
+		// a few varints each.
+		dst = slices.Grow(dst, HeaderSize+uncompressedSizeBound(recs))
+	}
 	out, err := appendBody(append(dst, make([]byte, HeaderSize)...), recs, base, baseTS, sequential, opts.Codec)
 	if err != nil {
 		return dst, err
@@ -154,6 +161,21 @@ func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) 
 	be.PutUint32(h[offRecordCount:], uint32(len(recs)))
 	be.PutUint32(h[offCRC:], crc32.Checksum(out[start+offAttributes:], castagnoli))
 	return out, nil
+}
+
+// uncompressedSizeBound bounds the encoded size of recs in a batch: each
+// record's key, value and headers plus its length, attributes, deltas and
+// the varint lengths (at most 5 bytes each for what fits a batch).
+func uncompressedSizeBound(recs []Record) int {
+	n := 0
+	for i := range recs {
+		r := &recs[i]
+		n += 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + len(r.Value) + 5
+		for _, h := range r.Headers {
+			n += 5 + len(h.Key) + 5 + len(h.Value)
+		}
+	}
+	return n
 }
 
 // appendSpan is AppendBatch with opts.Span set.

@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -109,8 +108,6 @@ func newConn(s *Server, ws *gws.Conn, ip string, p *auth.Principal, cookieErr er
 	return c
 }
 
-var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 // serve reads frames until the connection ends, then tears it down.
 func (c *conn) serve() {
 	defer c.teardown()
@@ -137,11 +134,11 @@ func (c *conn) serve() {
 			return
 		}
 		_ = ws.SetReadDeadline(time.Now().Add(idle))
-		buf := readBufs.Get().(*bytes.Buffer)
+		buf := c.s.readBuf()
 		buf.Reset()
 		_, err = buf.ReadFrom(r)
 		if err != nil {
-			readBufs.Put(buf)
+			c.s.putReadBuf(buf)
 			c.readFailed(err)
 			return
 		}
@@ -151,9 +148,7 @@ func (c *conn) serve() {
 		case gws.BinaryMessage:
 			c.handleBinary(buf.Bytes())
 		}
-		if buf.Cap() <= 64<<10 {
-			readBufs.Put(buf)
-		}
+		c.s.putReadBuf(buf)
 		if c.badRun >= 10 {
 			c.closeWith(CloseProtocolError, "too many bad frames")
 		}

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sync"
 	"time"
@@ -124,4 +125,24 @@ func (c *conn) writeFrames(msgs []outMsg) error {
 	}
 	*bp = buf[:0]
 	return err
+}
+
+
+// readBuf returns an empty buffer to read a message into.
+func (s *Server) readBuf() *bytes.Buffer {
+	if b, ok := s.readBufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+// putReadBuf gives back a buffer of readBuf once the message is handled.
+// Buffers that held a frame of up to MaxFrameBytes are kept (reading
+// doubles a buffer's size as it fills, hence twice that), so that large
+// produce frames are read without growing a fresh buffer each time.
+func (s *Server) putReadBuf(b *bytes.Buffer) {
+	if b.Cap() <= 2*s.opts.MaxFrameBytes+64<<10 {
+		s.readBufs.Put(b)
+	}
 }

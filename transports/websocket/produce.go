@@ -269,9 +269,10 @@ func (c *conn) produce(topic string, acks int16, recs []prodRec, finish ackFinis
 		}
 		parts[i] = p
 	}
-	// Group by partition, in order of first appearance.
+	// Group by partition, in order of first appearance: count, then fill
+	// groups of the exact size.
 	var order []int32
-	var groups [][]record.Record
+	var counts []int
 	idxOf := make(map[int32]int, 4)
 	idx := make([]int, len(recs))
 	within := make([]int64, len(recs))
@@ -281,11 +282,18 @@ func (c *conn) produce(topic string, acks int16, recs []prodRec, finish ackFinis
 			j = len(order)
 			idxOf[parts[i]] = j
 			order = append(order, parts[i])
-			groups = append(groups, nil)
+			counts = append(counts, 0)
 		}
 		idx[i] = j
-		within[i] = int64(len(groups[j]))
-		groups[j] = append(groups[j], recs[i].rec)
+		within[i] = int64(counts[j])
+		counts[j]++
+	}
+	groups := make([][]record.Record, len(order))
+	for j, n := range counts {
+		groups[j] = make([]record.Record, 0, n)
+	}
+	for i := range recs {
+		groups[idx[i]] = append(groups[idx[i]], recs[i].rec)
 	}
 	pps := make([]broker.ProducePartition, len(order))
 	for j, p := range order {

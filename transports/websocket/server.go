@@ -134,7 +134,8 @@ type Server struct {
 
 	unrevoke func() // stops revocation callbacks
 
-	frames frameBufs // gather buffers of the write loops
+	frames   frameBufs // gather buffers of the write loops
+	readBufs sync.Pool // *bytes.Buffer: messages being read (readBuf)
 
 	// Tailers of partitions with subscriptions at their end (tail.go).
 	tailMu     sync.Mutex
