@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,7 @@ run 'samsa bench ws produce -h' for the flags
 
 // wsBenchConfig is what the bench ws flags say.
 type wsBenchConfig struct {
+	cpuProfile  string
 	mode        string
 	url         string
 	topic       string
@@ -105,6 +108,7 @@ func runBenchWS(ctx context.Context, env *cliEnv, args []string) error {
 	fs.StringVar(&c.credsFile, "creds", "", "a NATS credentials file (JWT and seed)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound of each dial and of each wait for the broker")
 	fs.BoolVar(&c.json, "json", false, "print the result as one JSON object")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this client to the file (go tool pprof)")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -120,6 +124,17 @@ func runBenchWS(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if c.mode != "produce" {
 		raiseOpenFileLimit(env)
+	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench ws %s: --cpuprofile: %w", c.mode, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench ws %s: --cpuprofile: %w", c.mode, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var res *wsBenchResult
 	switch c.mode {
