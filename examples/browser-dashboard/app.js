@@ -3,6 +3,7 @@
 // offsets on a canvas, and produces commands.
 //
 // URL parameters: ?topic=sensors&commands=commands&from=latest|earliest&ws=ws://host/ws
+// and, with auth on, a bearer JWT in the fragment: #token=eyJ...
 //
 // For tests the page keeps window.dashboard (offsets seen, duplicates) and
 // data attributes: #chart[data-count][data-last-offset][data-duplicates],
@@ -15,6 +16,19 @@ const topic = params.get("topic") || "sensors";
 const commandsTopic = params.get("commands") || "commands";
 const from = params.get("from") === "earliest" ? "earliest" : "latest";
 const wsURL = params.get("ws") || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+
+// With auth on, a bearer JWT can come in the URL's fragment (#token=...):
+// browsers never send fragments to servers, and the page removes it from
+// the address bar at once. Without one the broker's cookie (if any) is
+// used. A token is kept in this tab only (sessionStorage), for reloads.
+const fragment = new URLSearchParams(location.hash.slice(1));
+let bearer = fragment.get("token");
+if (bearer) {
+  sessionStorage.setItem("samsa-token", bearer);
+  history.replaceState(null, "", location.pathname + location.search);
+} else {
+  bearer = sessionStorage.getItem("samsa-token");
+}
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("chart");
@@ -50,6 +64,7 @@ document.title = `samsa · ${topic}`;
 // --- connection ---
 
 const client = new Client(wsURL, {
+  ...(bearer ? { auth: { bearer } } : {}),
   // The page waits for the broker as long as it takes.
   connectTimeoutMs: 2 ** 31 - 1,
   backoff: { initialMs: 200, maxMs: 5000 },

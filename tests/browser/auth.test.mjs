@@ -93,6 +93,7 @@ describe("browser: authentication with the JS SDK in headless Chromium", { skip 
   const keys = {};
   let wsURL;
   let pageBase;
+  let brokerBase; // the broker's HTTP listener, which serves the built-in dashboard
   let browser;
   let tokenCalls = 0;
   const consoleLines = [];
@@ -150,6 +151,7 @@ describe("browser: authentication with the JS SDK in headless Chromium", { skip 
     const kafkaAddr = `127.0.0.1:${await freePort()}`;
     const httpAddr = `127.0.0.1:${await freePort()}`;
     wsURL = `ws://${httpAddr}/ws`;
+    brokerBase = `http://${httpAddr}`;
     const config = path.join(work, "broker.toml");
     fs.writeFileSync(
       config,
@@ -262,5 +264,29 @@ describe("browser: authentication with the JS SDK in headless Chromium", { skip 
       r.got.map((g) => g.value.i),
       [0, 1, 2],
     );
+  });
+
+  test("the built-in dashboard signs in with a bearer JWT from the URL fragment", { timeout: 60_000 }, async () => {
+    const tok = await issue("alice", "--produce", "sensors.>", "--consume", "sensors.>", "--bearer", "--expires", "15m");
+    const page = await browser.newPage();
+    page.on("console", (m) => consoleLines.push(`dashboard ${m.type()}: ${m.text()}`));
+    await page.goto(`${brokerBase}/?topic=sensors.dash&commands=sensors.dash&from=earliest#token=${tok}`);
+    await page.waitForFunction(() => window.dashboard && window.dashboard.state === "open", null, { timeout: 20_000 });
+    assert.equal(await page.evaluate(() => location.hash), "", "the token is taken out of the address bar");
+    // A command from the form is acknowledged and comes back on the chart.
+    await page.fill("#pump", "pump-1");
+    await page.fill("#speed", "3");
+    await page.click("#send");
+    await page.waitForFunction(() => document.getElementById("ack").dataset.offset === "0", null, { timeout: 20_000 });
+    await page.waitForFunction(() => window.dashboard.count >= 1, null, { timeout: 20_000 });
+    // A reload in the same tab keeps the session's token.
+    await page.reload();
+    await page.waitForFunction(() => window.dashboard && window.dashboard.state === "open" && window.dashboard.count >= 1, null, { timeout: 20_000 });
+    await page.close();
+    // Without a token the same page is refused.
+    const anon = await browser.newPage();
+    await anon.goto(`${brokerBase}/?topic=sensors.dash`);
+    await anon.waitForFunction(() => /unauthori[sz]ed|authentication/i.test(document.getElementById("error").textContent), null, { timeout: 20_000 });
+    await anon.close();
   });
 });
