@@ -149,6 +149,10 @@ type Groups struct {
 	InitialRebalanceDelayMs int64 `toml:"initial_rebalance_delay_ms"`
 	MinSessionTimeoutMs     int64 `toml:"min_session_timeout_ms"`
 	MaxSessionTimeoutMs     int64 `toml:"max_session_timeout_ms"`
+	// OffsetsRetentionMinutes is Kafka's offsets.retention.minutes: the
+	// committed offsets of a group without members expire this long after
+	// the later of their commit and the group becoming empty; -1 never.
+	OffsetsRetentionMinutes int64 `toml:"offsets_retention_minutes"`
 }
 
 // Kafka configures the Kafka protocol listener.
@@ -218,7 +222,7 @@ func Default() Config {
 			FlushMs:            1000,
 			IndexIntervalBytes: 4096,
 		},
-		Groups:    Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000},
+		Groups:    Groups{InitialRebalanceDelayMs: 100, MinSessionTimeoutMs: 6000, MaxSessionTimeoutMs: 1800000, OffsetsRetentionMinutes: 10080},
 		Filters:   Filters{Enabled: true, MaxModuleBytes: 16 << 20, DefaultMemoryPages: 256, DefaultTimeoutMs: 100},
 		WebSocket: WebSocket{MaxFrameBytes: 1 << 20, MaxSubscriptions: 64, MaxPendingBytes: 4 << 20, MaxConnections: 20000},
 		Auth:      Auth{FailedAuthPerMinute: 20},
@@ -356,6 +360,8 @@ func (c Config) Validate() error {
 		return bad("groups.min_session_timeout_ms", g.MinSessionTimeoutMs, "want >= 1")
 	case g.MaxSessionTimeoutMs < g.MinSessionTimeoutMs:
 		return bad("groups.max_session_timeout_ms", g.MaxSessionTimeoutMs, "want >= groups.min_session_timeout_ms")
+	case g.OffsetsRetentionMinutes < 1 && g.OffsetsRetentionMinutes != -1:
+		return bad("groups.offsets_retention_minutes", g.OffsetsRetentionMinutes, "want >= 1, or -1 to keep offsets forever")
 	}
 	f := c.Filters
 	switch {

@@ -41,6 +41,12 @@ func TestParse(t *testing.T) {
 		{name: "bad addr", doc: "[kafka]\naddr = \"localhost\"\n", wantErr: "kafka.addr"},
 		{name: "zero partitions", doc: "[topics]\ndefault_partitions = 0\n", wantErr: "topics.default_partitions"},
 		{name: "retention zero", doc: "[log]\nretention_ms = 0\n", wantErr: "log.retention_ms"},
+		{name: "offsets retention zero", doc: "[groups]\noffsets_retention_minutes = 0\n", wantErr: "groups.offsets_retention_minutes"},
+		{name: "offsets kept forever", doc: "[groups]\noffsets_retention_minutes = -1\n", check: func(t *testing.T, c Config) {
+			if c.Groups.OffsetsRetentionMinutes != -1 {
+				t.Fatalf("got %+v", c.Groups)
+			}
+		}},
 		{name: "syntax error", doc: "[log\n", wantErr: "line 2"},
 		{name: "filters off", doc: "[filters]\nenabled = false\n", check: func(t *testing.T, c Config) {
 			if c.Filters.Enabled || c.Filters.MaxModuleBytes != 16<<20 {

@@ -55,6 +55,11 @@ const (
 	// DefaultEmptyGroupRetention matches Kafka's offsets retention check
 	// interval, after which it drops empty groups without offsets.
 	DefaultEmptyGroupRetention = 10 * time.Minute
+	// DefaultOffsetsRetention is Kafka's offsets.retention.minutes (7 days).
+	DefaultOffsetsRetention = 7 * 24 * time.Hour
+	// DefaultOffsetsRetentionCheck is Kafka's
+	// offsets.retention.check.interval.ms (10 minutes).
+	DefaultOffsetsRetentionCheck = 10 * time.Minute
 )
 
 // Options configure a Coordinator.
@@ -99,6 +104,15 @@ type Options struct {
 	// committed offsets is remembered (for ListGroups and DescribeGroups)
 	// before it is forgotten (0: DefaultEmptyGroupRetention).
 	EmptyGroupRetention time.Duration
+	// OffsetsRetention is offsets.retention.minutes: the committed offsets
+	// of a group without members expire this long after the later of their
+	// commit and the moment the group became empty (KIP-211), so that
+	// abandoned groups do not pile up (0: DefaultOffsetsRetention; < 0:
+	// never).
+	OffsetsRetention time.Duration
+	// OffsetsRetentionCheck is how often expired offsets are looked for
+	// (0: DefaultOffsetsRetentionCheck).
+	OffsetsRetentionCheck time.Duration
 	// Now is the clock of commit timestamps (nil: time.Now). Timers use
 	// real time.
 	Now func() time.Time
@@ -137,6 +151,12 @@ func (o Options) withDefaults() Options {
 	if o.EmptyGroupRetention <= 0 {
 		o.EmptyGroupRetention = DefaultEmptyGroupRetention
 	}
+	if o.OffsetsRetention == 0 {
+		o.OffsetsRetention = DefaultOffsetsRetention
+	}
+	if o.OffsetsRetentionCheck <= 0 {
+		o.OffsetsRetentionCheck = DefaultOffsetsRetentionCheck
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -150,9 +170,14 @@ type Coordinator struct {
 	logger *slog.Logger
 	store  *store
 
+	opened time.Time // groups not in memory count as empty since then
+
 	mu     sync.Mutex
 	groups map[string]*group
 	closed bool
+
+	stopExpiry chan struct{}
+	expiryDone chan struct{}
 }
 
 // Open opens the offsets log in opts.Dir, creating it if needed, and loads
@@ -166,12 +191,17 @@ func Open(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Coordinator{
-		opts:   opts,
-		logger: opts.Logger,
-		store:  st,
-		groups: map[string]*group{},
-	}, nil
+	c := &Coordinator{
+		opts:       opts,
+		logger:     opts.Logger,
+		store:      st,
+		opened:     opts.Now(),
+		groups:     map[string]*group{},
+		stopExpiry: make(chan struct{}),
+		expiryDone: make(chan struct{}),
+	}
+	go c.expiryLoop()
+	return c, nil
 }
 
 // Close stops the coordinator: callers waiting in Join or Sync get
@@ -187,6 +217,8 @@ func (c *Coordinator) Close() error {
 	groups := c.groups
 	c.groups = map[string]*group{}
 	c.mu.Unlock()
+	close(c.stopExpiry)
+	<-c.expiryDone
 	for _, g := range groups {
 		g.mu.Lock()
 		g.shutdown(fmt.Errorf("%w: coordinator closed", ErrCoordinatorNotAvailable))

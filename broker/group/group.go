@@ -75,6 +75,7 @@ type group struct {
 	id string
 
 	mu           sync.Mutex
+	emptySince   time.Time // when the group last became Empty
 	state        State
 	generation   int32
 	protocolType string
@@ -105,6 +106,7 @@ func newGroup(c *Coordinator, id string) *group {
 		static:      map[string]string{},
 		pending:     map[string]*time.Timer{},
 		pendingSync: map[string]bool{},
+		emptySince:  c.opts.Now(),
 	}
 	g.armTimer(c.opts.EmptyGroupRetention, g.expireEmpty)
 	return g
@@ -299,6 +301,7 @@ func (g *group) completeJoin() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state = Empty
+		g.emptySince = g.c.opts.Now()
 		g.protocol = ""
 		g.leader = ""
 		g.armTimer(g.c.opts.EmptyGroupRetention, g.expireEmpty)

@@ -3,6 +3,7 @@ package group
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // CommitOffsets handles an OffsetCommit and returns an error per partition,
@@ -157,6 +158,70 @@ func (c *Coordinator) DeleteOffsets(group string, tps []TopicPartition) ([]error
 		}
 	}
 	return errs, nil
+}
+
+// expiryLoop expires committed offsets every OffsetsRetentionCheck.
+func (c *Coordinator) expiryLoop() {
+	defer close(c.expiryDone)
+	if c.opts.OffsetsRetention < 0 {
+		return
+	}
+	t := time.NewTicker(c.opts.OffsetsRetentionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopExpiry:
+			return
+		case <-t.C:
+			if n, err := c.ExpireOffsets(); err != nil {
+				c.logger.Warn("group: expiring committed offsets", "err", err)
+			} else if n > 0 {
+				c.logger.Info("group: expired committed offsets", "offsets", n, "retention", c.opts.OffsetsRetention)
+			}
+		}
+	}
+}
+
+// ExpireOffsets deletes, durably, the committed offsets that have expired
+// (Options.OffsetsRetention) and returns how many. Offsets of a group with
+// members never expire; those of an empty group expire OffsetsRetention
+// after the later of their commit and the moment the group became empty
+// (for a group not in memory, the coordinator's start).
+func (c *Coordinator) ExpireOffsets() (int, error) {
+	if c.opts.OffsetsRetention < 0 {
+		return 0, nil
+	}
+	now := c.opts.Now()
+	var entries []entry
+	for _, id := range c.store.groups() {
+		emptySince := c.opened
+		c.mu.Lock()
+		g := c.groups[id]
+		c.mu.Unlock()
+		if g != nil {
+			g.mu.Lock()
+			busy := len(g.members) > 0 || g.state != Empty
+			since := g.emptySince
+			g.mu.Unlock()
+			if busy {
+				continue
+			}
+			emptySince = since
+		}
+		if now.Sub(emptySince) < c.opts.OffsetsRetention {
+			continue
+		}
+		for _, tp := range c.store.expiredBefore(id, now.Add(-c.opts.OffsetsRetention).UnixMilli()) {
+			entries = append(entries, entry{group: id, tp: tp, del: true})
+		}
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	if err := c.store.write(entries); err != nil {
+		return 0, err
+	}
+	return len(entries), nil
 }
 
 // DeleteTopicOffsets deletes, durably, every group's committed offsets of

@@ -42,7 +42,15 @@ type entry struct {
 	group string
 	tp    TopicPartition
 	off   Offset
+	at    int64 // commit time, ms since the epoch (0: when written)
 	del   bool
+}
+
+// committed is a live committed offset and when it was committed (ms
+// since the epoch), for offset expiry.
+type committed struct {
+	Offset
+	at int64
 }
 
 // pendingWrite is an appended batch not yet known to be durable. Its entries
@@ -69,7 +77,7 @@ type store struct {
 
 	mu         sync.Mutex
 	log        *commitlog.Log
-	offsets    map[string]map[TopicPartition]Offset
+	offsets    map[string]map[TopicPartition]committed
 	live       int64 // keys in offsets
 	pending    []pendingWrite
 	needReopen bool
@@ -115,29 +123,9 @@ func (s *store) openLog() error {
 	if err != nil {
 		return fmt.Errorf("group: open offsets log: %w", err)
 	}
-	offsets := map[string]map[TopicPartition]Offset{}
+	offsets := map[string]map[TopicPartition]committed{}
 	var live, skipped int64
-	apply := func(e entry) {
-		m := offsets[e.group]
-		if e.del {
-			if _, ok := m[e.tp]; ok {
-				delete(m, e.tp)
-				live--
-				if len(m) == 0 {
-					delete(offsets, e.group)
-				}
-			}
-			return
-		}
-		if m == nil {
-			m = map[TopicPartition]Offset{}
-			offsets[e.group] = m
-		}
-		if _, ok := m[e.tp]; !ok {
-			live++
-		}
-		m[e.tp] = e.off
-	}
+	apply := func(e entry) { live += applyEntry(offsets, e) }
 	start, end := l.StartOffset(), l.EndOffset()
 	for off := start; off < end; {
 		b, err := l.Read(off, loadReadBytes, end)
@@ -205,7 +193,13 @@ func (s *store) write(entries []entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	buf, err := encodeEntries(nil, entries, s.now().UnixMilli())
+	now := s.now().UnixMilli()
+	for i := range entries {
+		if entries[i].at == 0 {
+			entries[i].at = now
+		}
+	}
+	buf, err := encodeEntries(nil, entries, now)
 	if err != nil {
 		return err
 	}
@@ -274,26 +268,31 @@ func (s *store) applyDurableLocked() {
 	s.pending = s.pending[i:]
 }
 
-func (s *store) applyLocked(e entry) {
-	m := s.offsets[e.group]
+func (s *store) applyLocked(e entry) { s.live += applyEntry(s.offsets, e) }
+
+// applyEntry applies e to offsets and returns the change in live keys.
+func applyEntry(offsets map[string]map[TopicPartition]committed, e entry) int64 {
+	m := offsets[e.group]
 	if e.del {
-		if _, ok := m[e.tp]; ok {
-			delete(m, e.tp)
-			s.live--
-			if len(m) == 0 {
-				delete(s.offsets, e.group)
-			}
+		if _, ok := m[e.tp]; !ok {
+			return 0
 		}
-		return
+		delete(m, e.tp)
+		if len(m) == 0 {
+			delete(offsets, e.group)
+		}
+		return -1
 	}
 	if m == nil {
-		m = map[TopicPartition]Offset{}
-		s.offsets[e.group] = m
+		m = map[TopicPartition]committed{}
+		offsets[e.group] = m
 	}
-	if _, ok := m[e.tp]; !ok {
-		s.live++
+	_, had := m[e.tp]
+	m[e.tp] = committed{Offset: e.off, at: e.at}
+	if had {
+		return 0
 	}
-	m[e.tp] = e.off
+	return 1
 }
 
 func (s *store) shouldCompactLocked() bool {
@@ -345,7 +344,7 @@ func (s *store) compactLocked() error {
 	chunk := make([]entry, 0, snapshotBatchRecords)
 	for _, g := range groups {
 		for tp, o := range s.offsets[g] {
-			chunk = append(chunk, entry{group: g, tp: tp, off: o})
+			chunk = append(chunk, entry{group: g, tp: tp, off: o.Offset, at: o.at})
 			if len(chunk) == snapshotBatchRecords {
 				if buf, err = encodeEntries(buf, chunk, now); err != nil {
 					return err
@@ -421,7 +420,7 @@ func (s *store) fetch(group string, tps []TopicPartition) []FetchedOffset {
 	if tps == nil {
 		out := make([]FetchedOffset, 0, len(m))
 		for tp, o := range m {
-			out = append(out, FetchedOffset{TopicPartition: tp, Offset: o})
+			out = append(out, FetchedOffset{TopicPartition: tp, Offset: o.Offset})
 		}
 		slices.SortFunc(out, func(a, b FetchedOffset) int { return compareTP(a.TopicPartition, b.TopicPartition) })
 		return out
@@ -430,9 +429,9 @@ func (s *store) fetch(group string, tps []TopicPartition) []FetchedOffset {
 	for i, tp := range tps {
 		o, ok := m[tp]
 		if !ok {
-			o = Offset{Offset: -1, LeaderEpoch: -1}
+			o.Offset = Offset{Offset: -1, LeaderEpoch: -1}
 		}
-		out[i] = FetchedOffset{TopicPartition: tp, Offset: o}
+		out[i] = FetchedOffset{TopicPartition: tp, Offset: o.Offset}
 	}
 	return out
 }
@@ -450,6 +449,21 @@ func (s *store) groups() []string {
 	for g := range s.offsets {
 		out = append(out, g)
 	}
+	return out
+}
+
+// expiredBefore returns the committed partitions of group committed before
+// cutoff (ms since the epoch).
+func (s *store) expiredBefore(group string, cutoff int64) []TopicPartition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []TopicPartition
+	for tp, o := range s.offsets[group] {
+		if o.at < cutoff {
+			out = append(out, tp)
+		}
+	}
+	slices.SortFunc(out, compareTP)
 	return out
 }
 
@@ -506,7 +520,11 @@ func encodeEntries(dst []byte, entries []entry, nowMs int64) ([]byte, error) {
 		mem = append(mem, offsetValueVersion)
 		mem = binary.BigEndian.AppendUint64(mem, uint64(e.off.Offset))
 		mem = binary.BigEndian.AppendUint32(mem, uint32(e.off.LeaderEpoch))
-		mem = binary.BigEndian.AppendUint64(mem, uint64(nowMs))
+		at := e.at
+		if at == 0 {
+			at = nowMs
+		}
+		mem = binary.BigEndian.AppendUint64(mem, uint64(at))
 		mem = binary.BigEndian.AppendUint32(mem, uint32(len(e.off.Metadata)))
 		mem = append(mem, e.off.Metadata...)
 		recs[i].Value = mem[v0:len(mem):len(mem)]
@@ -559,6 +577,7 @@ func decodeEntry(key, value []byte) (e entry, ok bool, err error) {
 	v := value[1:]
 	e.off.Offset = int64(binary.BigEndian.Uint64(v))
 	e.off.LeaderEpoch = int32(binary.BigEndian.Uint32(v[8:]))
+	e.at = int64(binary.BigEndian.Uint64(v[12:]))
 	n := int(binary.BigEndian.Uint32(v[20:]))
 	if len(v) != 24+n {
 		return e, false, fmt.Errorf("%w: bad metadata length", errBadRecord)

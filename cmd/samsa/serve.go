@@ -159,6 +159,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 			RebalanceDelay:    rebalanceDelay(cfg.Groups.InitialRebalanceDelayMs),
 			MinSessionTimeout: time.Duration(cfg.Groups.MinSessionTimeoutMs) * time.Millisecond,
 			MaxSessionTimeout: time.Duration(cfg.Groups.MaxSessionTimeoutMs) * time.Millisecond,
+			OffsetsRetention:  offsetsRetention(cfg.Groups.OffsetsRetentionMinutes),
 		},
 		OpenFilters: openFilters,
 		Logger:      logger,
@@ -396,4 +397,13 @@ func authConfig(cfg config.Config) auth.Config {
 		})
 	}
 	return ac
+}
+
+// offsetsRetention turns groups.offsets_retention_minutes into the
+// coordinator's option: -1 (keep forever) is a negative duration.
+func offsetsRetention(minutes int64) time.Duration {
+	if minutes < 0 {
+		return -1
+	}
+	return time.Duration(minutes) * time.Minute
 }
