@@ -9,29 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-)
 
-// Offsets of the fields of a RecordBatch v2 header.
-const (
-	offBaseOffset      = 0
-	offBatchLength     = 8
-	offLeaderEpoch     = 12
-	offMagic           = 16
-	offCRC             = 17
-	offAttributes      = 21
-	offLastOffsetDelta = 23
-	offBaseTimestamp   = 27
-	offMaxTimestamp    = 35
-	offProducerID      = 43
-	offProducerEpoch   = 51
-	offBaseSequence    = 53
-	offRecordCount     = 57
-
-	// HeaderSize is the size of a RecordBatch v2 header; records follow it.
-	HeaderSize = 61
-	// lengthPrefix is the size of the baseOffset and batchLength fields,
-	// which batchLength does not count.
-	lengthPrefix = 12
+	"github.com/samsa-broker/samsa/broker/record"
 )
 
 // Errors about batches. Errors returned by ParseHeader and ValidateBatches
@@ -72,36 +51,36 @@ func (h BatchHeader) LastOffset() int64 { return h.BaseOffset + int64(h.LastOffs
 func (h BatchHeader) NextOffset() int64 { return h.LastOffset() + 1 }
 
 // ParseHeader decodes the header at the start of b, which must hold at least
-// HeaderSize (61) bytes. It does not check the CRC or the magic byte.
+// record.HeaderSize (61) bytes. It does not check the CRC or the magic byte.
 func ParseHeader(b []byte) (BatchHeader, error) {
-	if len(b) < HeaderSize {
-		return BatchHeader{}, fmt.Errorf("%w: header needs %d bytes, have %d", ErrCorruptBatch, HeaderSize, len(b))
+	if len(b) < record.HeaderSize {
+		return BatchHeader{}, fmt.Errorf("%w: header needs %d bytes, have %d", ErrCorruptBatch, record.HeaderSize, len(b))
 	}
 	be := binary.BigEndian
 	return BatchHeader{
-		BaseOffset:      int64(be.Uint64(b[offBaseOffset:])),
-		Length:          int32(be.Uint32(b[offBatchLength:])) + lengthPrefix,
-		LeaderEpoch:     int32(be.Uint32(b[offLeaderEpoch:])),
-		Magic:           int8(b[offMagic]),
-		CRC:             be.Uint32(b[offCRC:]),
-		Attributes:      int16(be.Uint16(b[offAttributes:])),
-		LastOffsetDelta: int32(be.Uint32(b[offLastOffsetDelta:])),
-		BaseTimestamp:   int64(be.Uint64(b[offBaseTimestamp:])),
-		MaxTimestamp:    int64(be.Uint64(b[offMaxTimestamp:])),
-		ProducerID:      int64(be.Uint64(b[offProducerID:])),
-		ProducerEpoch:   int16(be.Uint16(b[offProducerEpoch:])),
-		BaseSequence:    int32(be.Uint32(b[offBaseSequence:])),
-		RecordCount:     int32(be.Uint32(b[offRecordCount:])),
+		BaseOffset:      int64(be.Uint64(b[record.OffBaseOffset:])),
+		Length:          int32(be.Uint32(b[record.OffBatchLength:])) + record.LengthFieldEnd,
+		LeaderEpoch:     int32(be.Uint32(b[record.OffLeaderEpoch:])),
+		Magic:           int8(b[record.OffMagic]),
+		CRC:             be.Uint32(b[record.OffCRC:]),
+		Attributes:      int16(be.Uint16(b[record.OffAttributes:])),
+		LastOffsetDelta: int32(be.Uint32(b[record.OffLastOffsetDelta:])),
+		BaseTimestamp:   int64(be.Uint64(b[record.OffBaseTimestamp:])),
+		MaxTimestamp:    int64(be.Uint64(b[record.OffMaxTimestamp:])),
+		ProducerID:      int64(be.Uint64(b[record.OffProducerID:])),
+		ProducerEpoch:   int16(be.Uint16(b[record.OffProducerEpoch:])),
+		BaseSequence:    int32(be.Uint32(b[record.OffBaseSequence:])),
+		RecordCount:     int32(be.Uint32(b[record.OffRecordCount:])),
 	}, nil
 }
 
 // checkHeader checks the fields of h that do not need the batch body.
 func checkHeader(h BatchHeader) error {
-	if h.Magic != 2 {
+	if h.Magic != record.Magic {
 		return fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, h.Magic)
 	}
-	if h.Length < HeaderSize {
-		return fmt.Errorf("%w: batch length %d shorter than the %d-byte header", ErrCorruptBatch, h.Length-lengthPrefix, HeaderSize-lengthPrefix)
+	if h.Length < record.HeaderSize {
+		return fmt.Errorf("%w: batch length %d shorter than the %d-byte header", ErrCorruptBatch, h.Length-record.LengthFieldEnd, record.HeaderSize-record.LengthFieldEnd)
 	}
 	if h.RecordCount < 0 {
 		return fmt.Errorf("%w: negative record count %d", ErrCorruptBatch, h.RecordCount)
@@ -117,7 +96,7 @@ func checkHeader(h BatchHeader) error {
 
 // checkCRC checks the CRC-32C of the whole batch b.
 func checkCRC(b []byte, h BatchHeader) error {
-	if c := crc32.Checksum(b[offAttributes:], castagnoli); c != h.CRC {
+	if c := crc32.Checksum(b[record.OffAttributes:], castagnoli); c != h.CRC {
 		return fmt.Errorf("%w: crc mismatch (stored %08x, computed %08x)", ErrCorruptBatch, h.CRC, c)
 	}
 	return nil
@@ -137,15 +116,15 @@ func ValidateBatches(b []byte, maxBatchBytes int) ([]BatchHeader, error) {
 		at := func(err error) error {
 			return fmt.Errorf("batch %d at byte %d: %w", len(hs), pos, err)
 		}
-		if len(rest) <= offMagic {
+		if len(rest) <= record.OffMagic {
 			return nil, at(fmt.Errorf("%w: %d trailing bytes are not a batch", ErrCorruptBatch, len(rest)))
 		}
-		if m := int8(rest[offMagic]); m != 2 {
+		if m := int8(rest[record.OffMagic]); m != record.Magic {
 			return nil, at(fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, m))
 		}
-		length := int64(int32(binary.BigEndian.Uint32(rest[offBatchLength:]))) + lengthPrefix
-		if length < HeaderSize {
-			return nil, at(fmt.Errorf("%w: batch length %d shorter than the header", ErrCorruptBatch, length-lengthPrefix))
+		length := int64(int32(binary.BigEndian.Uint32(rest[record.OffBatchLength:]))) + record.LengthFieldEnd
+		if length < record.HeaderSize {
+			return nil, at(fmt.Errorf("%w: batch length %d shorter than the header", ErrCorruptBatch, length-record.LengthFieldEnd))
 		}
 		if maxBatchBytes > 0 && length > int64(maxBatchBytes) {
 			return nil, at(fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, length, maxBatchBytes))

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/samsa-broker/samsa/broker/record"
 	"github.com/samsa-broker/samsa/broker/vfs"
 )
 
@@ -404,7 +405,7 @@ func (l *Log) loadSegment(base int64, last, clean bool, limit int64) (*segment, 
 	if last && s.size > 0 {
 		now := l.opts.Now()
 		s.rollTime = now
-		if b, err := newReader(f, s.size, HeaderSize).at(0, HeaderSize); err == nil {
+		if b, err := newReader(f, s.size, record.HeaderSize).at(0, record.HeaderSize); err == nil {
 			if h, _ := ParseHeader(b); h.MaxTimestamp >= 0 && time.UnixMilli(h.MaxTimestamp).Before(now) {
 				s.rollTime = time.UnixMilli(h.MaxTimestamp)
 			}
@@ -416,7 +417,7 @@ func (l *Log) loadSegment(base int64, last, clean bool, limit int64) (*segment, 
 // zeroHeader reports whether the bytes at pos (up to a batch header's worth)
 // are all zeros.
 func zeroHeader(f vfs.File, pos, size int64) bool {
-	b := make([]byte, min(int64(HeaderSize), size-pos))
+	b := make([]byte, min(int64(record.HeaderSize), size-pos))
 	if _, err := f.ReadAt(b, pos); err != nil {
 		return false
 	}
@@ -515,7 +516,7 @@ func (l *Log) Append(batches []byte) (base, next int64, err error) {
 	var count int64
 	for pos := 0; pos < len(batches); {
 		h, err := ParseHeader(batches[pos:])
-		if err == nil && (h.Length < HeaderSize || int64(h.Length) > int64(len(batches)-pos) || h.LastOffsetDelta < 0) {
+		if err == nil && (h.Length < record.HeaderSize || int64(h.Length) > int64(len(batches)-pos) || h.LastOffsetDelta < 0) {
 			err = fmt.Errorf("%w: bad length %d or last offset delta %d", ErrCorruptBatch, h.Length, h.LastOffsetDelta)
 		}
 		if err != nil {
@@ -828,9 +829,9 @@ func (l *Log) ReadAppend(dst []byte, offset int64, maxBytes int, limit int64) ([
 		return dst, fmt.Errorf("commitlog: read %s at byte %d: %w", segmentName(v.s.base), pos, err)
 	}
 	n := 0
-	for n+lengthPrefix <= len(buf) {
-		bl := int(int32(binary.BigEndian.Uint32(buf[n+offBatchLength:]))) + lengthPrefix
-		if bl < HeaderSize || n+bl > len(buf) || int64(binary.BigEndian.Uint64(buf[n:])) >= limit ||
+	for n+record.LengthFieldEnd <= len(buf) {
+		bl := int(int32(binary.BigEndian.Uint32(buf[n+record.OffBatchLength:]))) + record.LengthFieldEnd
+		if bl < record.HeaderSize || n+bl > len(buf) || int64(binary.BigEndian.Uint64(buf[n:])) >= limit ||
 			(n > 0 && n+bl > maxBytes) {
 			break
 		}

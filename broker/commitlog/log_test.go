@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samsa-broker/samsa/broker/record"
 	"github.com/samsa-broker/samsa/broker/vfs"
 )
 
@@ -93,13 +94,13 @@ func TestValidateBatches(t *testing.T) {
 		{"empty", nil, 0, 0, ErrCorruptBatch},
 		{"trailing garbage", append(append([]byte{}, good...), 1, 2, 3), 0, 0, ErrCorruptBatch},
 		{"truncated", good[:len(good)-1], 0, 0, ErrCorruptBatch},
-		{"bad magic", mut(func(b []byte) []byte { b[offMagic] = 1; return b }), 0, 0, ErrUnsupportedMagic},
+		{"bad magic", mut(func(b []byte) []byte { b[record.OffMagic] = 1; return b }), 0, 0, ErrUnsupportedMagic},
 		{"crc flip", mut(func(b []byte) []byte { b[len(b)-3] ^= 0xff; return b }), 0, 0, ErrCorruptBatch},
 		{"too large", good, len(good) - 1, 0, ErrBatchTooLarge},
 		{"exactly max", good, len(good), 1, nil},
-		{"short length", mut(func(b []byte) []byte { b[offBatchLength+3] = 10; b[offBatchLength+2] = 0; return b }), 0, 0, ErrCorruptBatch},
-		{"count mismatch", makeBatchRaw(good, func(b []byte) { b[offRecordCount+3] = 7 }), 0, 0, ErrCorruptBatch},
-		{"negative count", makeBatchRaw(good, func(b []byte) { copy(b[offRecordCount:], []byte{0xff, 0xff, 0xff, 0xff}) }), 0, 0, ErrCorruptBatch},
+		{"short length", mut(func(b []byte) []byte { b[record.OffBatchLength+3] = 10; b[record.OffBatchLength+2] = 0; return b }), 0, 0, ErrCorruptBatch},
+		{"count mismatch", makeBatchRaw(good, func(b []byte) { b[record.OffRecordCount+3] = 7 }), 0, 0, ErrCorruptBatch},
+		{"negative count", makeBatchRaw(good, func(b []byte) { copy(b[record.OffRecordCount:], []byte{0xff, 0xff, 0xff, 0xff}) }), 0, 0, ErrCorruptBatch},
 		{"empty batch", makeBatch(5, nil), 0, 1, nil},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/samsa-broker/samsa/broker/record"
 	"github.com/samsa-broker/samsa/broker/vfs"
 )
 
@@ -260,7 +261,7 @@ func (r *reader) at(pos int64, n int) ([]byte, error) {
 
 // header reads and checks the batch header at pos.
 func (r *reader) header(pos int64) (BatchHeader, error) {
-	b, err := r.at(pos, HeaderSize)
+	b, err := r.at(pos, record.HeaderSize)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return BatchHeader{}, fmt.Errorf("%w: %d bytes left, less than a batch header", ErrCorruptBatch, r.size-pos)

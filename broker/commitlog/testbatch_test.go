@@ -3,6 +3,8 @@ package commitlog
 import (
 	"encoding/binary"
 	"hash/crc32"
+
+	"github.com/samsa-broker/samsa/broker/record"
 )
 
 // testRecord is one record of a test batch.
@@ -14,7 +16,7 @@ type testRecord struct {
 // makeBatch builds a valid uncompressed RecordBatch v2 with base offset 0
 // and the given base timestamp; each record's timestamp is baseTS+tsDelta.
 func makeBatch(baseTS int64, recs []testRecord) []byte {
-	b := make([]byte, HeaderSize, HeaderSize+len(recs)*32)
+	b := make([]byte, record.HeaderSize, record.HeaderSize+len(recs)*32)
 	maxTS := baseTS
 	for i, r := range recs {
 		var body []byte
@@ -35,18 +37,18 @@ func makeBatch(baseTS int64, recs []testRecord) []byte {
 		maxTS = max(maxTS, baseTS+r.tsDelta)
 	}
 	be := binary.BigEndian
-	be.PutUint32(b[offBatchLength:], uint32(len(b)-lengthPrefix))
-	be.PutUint32(b[offLeaderEpoch:], 0xffffffff)
-	b[offMagic] = 2
-	be.PutUint16(b[offAttributes:], 0)
-	be.PutUint32(b[offLastOffsetDelta:], uint32(max(len(recs)-1, 0)))
-	be.PutUint64(b[offBaseTimestamp:], uint64(baseTS))
-	be.PutUint64(b[offMaxTimestamp:], uint64(maxTS))
-	be.PutUint64(b[offProducerID:], 0xffffffffffffffff)
-	be.PutUint16(b[offProducerEpoch:], 0xffff)
-	be.PutUint32(b[offBaseSequence:], 0xffffffff)
-	be.PutUint32(b[offRecordCount:], uint32(len(recs)))
-	be.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	be.PutUint32(b[record.OffBatchLength:], uint32(len(b)-record.LengthFieldEnd))
+	be.PutUint32(b[record.OffLeaderEpoch:], 0xffffffff)
+	b[record.OffMagic] = 2
+	be.PutUint16(b[record.OffAttributes:], 0)
+	be.PutUint32(b[record.OffLastOffsetDelta:], uint32(max(len(recs)-1, 0)))
+	be.PutUint64(b[record.OffBaseTimestamp:], uint64(baseTS))
+	be.PutUint64(b[record.OffMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(b[record.OffProducerID:], 0xffffffffffffffff)
+	be.PutUint16(b[record.OffProducerEpoch:], 0xffff)
+	be.PutUint32(b[record.OffBaseSequence:], 0xffffffff)
+	be.PutUint32(b[record.OffRecordCount:], uint32(len(recs)))
+	be.PutUint32(b[record.OffCRC:], crc32.Checksum(b[record.OffAttributes:], castagnoli))
 	return b
 }
 
@@ -67,8 +69,8 @@ func makeSimpleBatch(n, size int, ts int64, fill byte) []byte {
 // splitBatches splits concatenated batches.
 func splitBatches(b []byte) [][]byte {
 	var out [][]byte
-	for len(b) >= lengthPrefix {
-		n := int(binary.BigEndian.Uint32(b[offBatchLength:])) + lengthPrefix
+	for len(b) >= record.LengthFieldEnd {
+		n := int(binary.BigEndian.Uint32(b[record.OffBatchLength:])) + record.LengthFieldEnd
 		out = append(out, b[:n])
 		b = b[n:]
 	}
@@ -79,5 +81,5 @@ func baseOffsetOf(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
 
 // binaryPutCRC recomputes the CRC of batch b.
 func binaryPutCRC(b []byte) {
-	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	binary.BigEndian.PutUint32(b[record.OffCRC:], crc32.Checksum(b[record.OffAttributes:], castagnoli))
 }

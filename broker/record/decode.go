@@ -85,7 +85,7 @@ func batchSize(b []byte) (int, error) {
 	if len(b) < LengthFieldEnd {
 		return 0, fmt.Errorf("%w: %d bytes, need at least %d for the batch length", ErrTruncated, len(b), LengthFieldEnd)
 	}
-	l := int32(binary.BigEndian.Uint32(b[offBatchLength:]))
+	l := int32(binary.BigEndian.Uint32(b[OffBatchLength:]))
 	if l < HeaderSize-LengthFieldEnd {
 		return 0, fmt.Errorf("%w: batch length %d is shorter than the header", ErrCorrupt, l)
 	}
@@ -94,25 +94,25 @@ func batchSize(b []byte) (int, error) {
 
 // decodeFull decodes b, which holds exactly one batch (len(b) >= HeaderSize).
 func decodeFull(b []byte, maxDecompressed int, dst []Record) (Batch, error) {
-	if m := int8(b[offMagic]); m != Magic {
+	if m := int8(b[OffMagic]); m != Magic {
 		return Batch{}, fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, m)
 	}
-	want := binary.BigEndian.Uint32(b[offCRC:])
-	if got := crc32.Checksum(b[offAttributes:], castagnoli); got != want {
+	want := binary.BigEndian.Uint32(b[OffCRC:])
+	if got := crc32.Checksum(b[OffAttributes:], castagnoli); got != want {
 		return Batch{}, fmt.Errorf("%w: stored %08x, computed %08x", ErrChecksum, want, got)
 	}
 	bt := Batch{
-		BaseOffset:      int64(binary.BigEndian.Uint64(b[offBaseOffset:])),
-		LeaderEpoch:     int32(binary.BigEndian.Uint32(b[offLeaderEpoch:])),
-		Attributes:      int16(binary.BigEndian.Uint16(b[offAttributes:])),
-		LastOffsetDelta: int32(binary.BigEndian.Uint32(b[offLastOffsetDelta:])),
-		BaseTimestamp:   int64(binary.BigEndian.Uint64(b[offBaseTimestamp:])),
-		MaxTimestamp:    int64(binary.BigEndian.Uint64(b[offMaxTimestamp:])),
-		ProducerID:      int64(binary.BigEndian.Uint64(b[offProducerID:])),
-		ProducerEpoch:   int16(binary.BigEndian.Uint16(b[offProducerEpoch:])),
-		BaseSequence:    int32(binary.BigEndian.Uint32(b[offBaseSequence:])),
+		BaseOffset:      int64(binary.BigEndian.Uint64(b[OffBaseOffset:])),
+		LeaderEpoch:     int32(binary.BigEndian.Uint32(b[OffLeaderEpoch:])),
+		Attributes:      int16(binary.BigEndian.Uint16(b[OffAttributes:])),
+		LastOffsetDelta: int32(binary.BigEndian.Uint32(b[OffLastOffsetDelta:])),
+		BaseTimestamp:   int64(binary.BigEndian.Uint64(b[OffBaseTimestamp:])),
+		MaxTimestamp:    int64(binary.BigEndian.Uint64(b[OffMaxTimestamp:])),
+		ProducerID:      int64(binary.BigEndian.Uint64(b[OffProducerID:])),
+		ProducerEpoch:   int16(binary.BigEndian.Uint16(b[OffProducerEpoch:])),
+		BaseSequence:    int32(binary.BigEndian.Uint32(b[OffBaseSequence:])),
 	}
-	count := int32(binary.BigEndian.Uint32(b[offRecordCount:]))
+	count := int32(binary.BigEndian.Uint32(b[OffRecordCount:]))
 	if count < 0 {
 		return Batch{}, fmt.Errorf("%w: negative record count %d", ErrCorrupt, count)
 	}

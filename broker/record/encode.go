@@ -147,19 +147,19 @@ func AppendBatch(dst []byte, recs []Record, opts EncodeOptions) ([]byte, error) 
 	}
 	h := out[start : start+HeaderSize]
 	be := binary.BigEndian
-	be.PutUint64(h[offBaseOffset:], uint64(base))
-	be.PutUint32(h[offBatchLength:], uint32(size-LengthFieldEnd))
-	be.PutUint32(h[offLeaderEpoch:], math.MaxUint32) // -1
-	h[offMagic] = Magic
-	be.PutUint16(h[offAttributes:], uint16(attrs))
-	be.PutUint32(h[offLastOffsetDelta:], uint32(lastDelta))
-	be.PutUint64(h[offBaseTimestamp:], uint64(baseTS))
-	be.PutUint64(h[offMaxTimestamp:], uint64(maxTS))
-	be.PutUint64(h[offProducerID:], uint64(pid))
-	be.PutUint16(h[offProducerEpoch:], uint16(epoch))
-	be.PutUint32(h[offBaseSequence:], uint32(seq))
-	be.PutUint32(h[offRecordCount:], uint32(len(recs)))
-	be.PutUint32(h[offCRC:], crc32.Checksum(out[start+offAttributes:], castagnoli))
+	be.PutUint64(h[OffBaseOffset:], uint64(base))
+	be.PutUint32(h[OffBatchLength:], uint32(size-LengthFieldEnd))
+	be.PutUint32(h[OffLeaderEpoch:], math.MaxUint32) // -1
+	h[OffMagic] = Magic
+	be.PutUint16(h[OffAttributes:], uint16(attrs))
+	be.PutUint32(h[OffLastOffsetDelta:], uint32(lastDelta))
+	be.PutUint64(h[OffBaseTimestamp:], uint64(baseTS))
+	be.PutUint64(h[OffMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(h[OffProducerID:], uint64(pid))
+	be.PutUint16(h[OffProducerEpoch:], uint16(epoch))
+	be.PutUint32(h[OffBaseSequence:], uint32(seq))
+	be.PutUint32(h[OffRecordCount:], uint32(len(recs)))
+	be.PutUint32(h[OffCRC:], crc32.Checksum(out[start+OffAttributes:], castagnoli))
 	return out, nil
 }
 
@@ -241,19 +241,19 @@ func writeHeader(b []byte, attrs int16, base int64, lastDelta int32, baseTS, max
 		pid, epoch, seq = opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence
 	}
 	be := binary.BigEndian
-	be.PutUint64(b[offBaseOffset:], uint64(base))
-	be.PutUint32(b[offBatchLength:], uint32(len(b)-LengthFieldEnd))
-	be.PutUint32(b[offLeaderEpoch:], math.MaxUint32) // -1
-	b[offMagic] = Magic
-	be.PutUint16(b[offAttributes:], uint16(attrs))
-	be.PutUint32(b[offLastOffsetDelta:], uint32(lastDelta))
-	be.PutUint64(b[offBaseTimestamp:], uint64(baseTS))
-	be.PutUint64(b[offMaxTimestamp:], uint64(maxTS))
-	be.PutUint64(b[offProducerID:], uint64(pid))
-	be.PutUint16(b[offProducerEpoch:], uint16(epoch))
-	be.PutUint32(b[offBaseSequence:], uint32(seq))
-	be.PutUint32(b[offRecordCount:], uint32(count))
-	be.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	be.PutUint64(b[OffBaseOffset:], uint64(base))
+	be.PutUint32(b[OffBatchLength:], uint32(len(b)-LengthFieldEnd))
+	be.PutUint32(b[OffLeaderEpoch:], math.MaxUint32) // -1
+	b[OffMagic] = Magic
+	be.PutUint16(b[OffAttributes:], uint16(attrs))
+	be.PutUint32(b[OffLastOffsetDelta:], uint32(lastDelta))
+	be.PutUint64(b[OffBaseTimestamp:], uint64(baseTS))
+	be.PutUint64(b[OffMaxTimestamp:], uint64(maxTS))
+	be.PutUint64(b[OffProducerID:], uint64(pid))
+	be.PutUint16(b[OffProducerEpoch:], uint16(epoch))
+	be.PutUint32(b[OffBaseSequence:], uint32(seq))
+	be.PutUint32(b[OffRecordCount:], uint32(count))
+	be.PutUint32(b[OffCRC:], crc32.Checksum(b[OffAttributes:], castagnoli))
 }
 
 // varintSize is the size of v zigzag varint encoded.

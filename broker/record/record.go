@@ -60,19 +60,22 @@ const (
 	// LengthFieldEnd + batchLength bytes.
 	LengthFieldEnd = 12
 
-	offBaseOffset      = 0
-	offBatchLength     = 8
-	offLeaderEpoch     = 12
-	offMagic           = 16
-	offCRC             = 17
-	offAttributes      = 21
-	offLastOffsetDelta = 23
-	offBaseTimestamp   = 27
-	offMaxTimestamp    = 35
-	offProducerID      = 43
-	offProducerEpoch   = 51
-	offBaseSequence    = 53
-	offRecordCount     = 57
+	// Byte offsets of the header fields, from the start of the batch. The
+	// table in the package documentation gives their sizes.
+
+	OffBaseOffset      = 0  // OffBaseOffset is where baseOffset (int64) starts.
+	OffBatchLength     = 8  // OffBatchLength is where batchLength (int32) starts.
+	OffLeaderEpoch     = 12 // OffLeaderEpoch is where partitionLeaderEpoch (int32) starts.
+	OffMagic           = 16 // OffMagic is where magic (int8) starts.
+	OffCRC             = 17 // OffCRC is where crc (uint32, CRC-32C of bytes OffAttributes..end) starts.
+	OffAttributes      = 21 // OffAttributes is where attributes (int16) starts; the CRC covers from here.
+	OffLastOffsetDelta = 23 // OffLastOffsetDelta is where lastOffsetDelta (int32) starts.
+	OffBaseTimestamp   = 27 // OffBaseTimestamp is where baseTimestamp (int64) starts.
+	OffMaxTimestamp    = 35 // OffMaxTimestamp is where maxTimestamp (int64) starts.
+	OffProducerID      = 43 // OffProducerID is where producerId (int64) starts.
+	OffProducerEpoch   = 51 // OffProducerEpoch is where producerEpoch (int16) starts.
+	OffBaseSequence    = 53 // OffBaseSequence is where baseSequence (int32) starts.
+	OffRecordCount     = 57 // OffRecordCount is where recordCount (int32) starts.
 )
 
 // Attribute bits of a batch.

@@ -396,9 +396,9 @@ func compressedBatch(t testing.TB, c Codec, count int, compressed []byte) []byte
 		t.Fatal(err)
 	}
 	b := append(tmpl[:HeaderSize:HeaderSize], compressed...)
-	binary.BigEndian.PutUint32(b[offBatchLength:], uint32(len(b)-LengthFieldEnd))
-	binary.BigEndian.PutUint16(b[offAttributes:], uint16(c))
-	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	binary.BigEndian.PutUint32(b[OffBatchLength:], uint32(len(b)-LengthFieldEnd))
+	binary.BigEndian.PutUint16(b[OffAttributes:], uint16(c))
+	binary.BigEndian.PutUint32(b[OffCRC:], crc32.Checksum(b[OffAttributes:], castagnoli))
 	return b
 }
 
@@ -466,7 +466,7 @@ func TestChecksum(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, at := range []int{offAttributes, offRecordCount + 2, HeaderSize + 3, len(buf) - 1} {
+		for _, at := range []int{OffAttributes, OffRecordCount + 2, HeaderSize + 3, len(buf) - 1} {
 			bad := bytes.Clone(buf)
 			bad[at] ^= 0x40
 			_, _, err := DecodeBatch(bad, 0)
@@ -478,7 +478,7 @@ func TestChecksum(t *testing.T) {
 		// CRC: the broker rewrites the base offset.
 		moved := bytes.Clone(buf)
 		binary.BigEndian.PutUint64(moved, 12345)
-		binary.BigEndian.PutUint32(moved[offLeaderEpoch:], 3)
+		binary.BigEndian.PutUint32(moved[OffLeaderEpoch:], 3)
 		b, _, err := DecodeBatch(moved, 0)
 		if err != nil {
 			t.Fatalf("%s: rewritten base offset: %v", c, err)
@@ -560,7 +560,7 @@ func TestDecodeBatches(t *testing.T) {
 
 // reseal recomputes the CRC after a test edits a batch.
 func reseal(b []byte) []byte {
-	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	binary.BigEndian.PutUint32(b[OffCRC:], crc32.Checksum(b[OffAttributes:], castagnoli))
 	return b
 }
 
@@ -575,14 +575,14 @@ func TestCorrupt(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		{"magic 1", edit(func(b []byte) []byte { b[offMagic] = 1; return b }), ErrUnsupportedMagic},
+		{"magic 1", edit(func(b []byte) []byte { b[OffMagic] = 1; return b }), ErrUnsupportedMagic},
 		{"short batch length", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[8:], 48); return b }), ErrCorrupt},
 		{"negative batch length", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[8:], 0xffffffff); return b }), ErrCorrupt},
-		{"codec 6", edit(func(b []byte) []byte { b[offAttributes+1] |= 6; return reseal(b) }), ErrUnsupportedCodec},
-		{"negative count", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRecordCount:], 0xffffffff); return reseal(b) }), ErrCorrupt},
-		{"count too high", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRecordCount:], 3); return reseal(b) }), ErrCorrupt},
-		{"count too low", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRecordCount:], 1); return reseal(b) }), ErrCorrupt},
-		{"count huge", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRecordCount:], 1<<30); return reseal(b) }), ErrCorrupt},
+		{"codec 6", edit(func(b []byte) []byte { b[OffAttributes+1] |= 6; return reseal(b) }), ErrUnsupportedCodec},
+		{"negative count", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[OffRecordCount:], 0xffffffff); return reseal(b) }), ErrCorrupt},
+		{"count too high", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[OffRecordCount:], 3); return reseal(b) }), ErrCorrupt},
+		{"count too low", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[OffRecordCount:], 1); return reseal(b) }), ErrCorrupt},
+		{"count huge", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[OffRecordCount:], 1<<30); return reseal(b) }), ErrCorrupt},
 		{"record length too long", edit(func(b []byte) []byte { b[HeaderSize] += 2; return reseal(b) }), ErrCorrupt},
 		{"record length too short", edit(func(b []byte) []byte { b[HeaderSize] -= 2; return reseal(b) }), ErrCorrupt},
 		{"key length past record", edit(func(b []byte) []byte { b[HeaderSize+4] = 0x40; return reseal(b) }), ErrCorrupt},
@@ -592,7 +592,7 @@ func TestCorrupt(t *testing.T) {
 			binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 			return reseal(b)
 		}), ErrCorrupt},
-		{"zero record count with data", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRecordCount:], 0); return reseal(b) }), ErrCorrupt},
+		{"zero record count with data", edit(func(b []byte) []byte { binary.BigEndian.PutUint32(b[OffRecordCount:], 0); return reseal(b) }), ErrCorrupt},
 		{"garbage gzip", compressedBatch(t, Gzip, 1, []byte("not gzip at all, really")), ErrCorrupt},
 		{"garbage lz4", compressedBatch(t, LZ4, 1, []byte("not lz4 at all, really")), ErrCorrupt},
 		{"garbage zstd", compressedBatch(t, Zstd, 1, []byte("not zstd at all, really")), ErrCorrupt},
@@ -611,7 +611,7 @@ func TestCorrupt(t *testing.T) {
 	empty := edit(func(b []byte) []byte {
 		b = b[:HeaderSize]
 		binary.BigEndian.PutUint32(b[8:], HeaderSize-12)
-		binary.BigEndian.PutUint32(b[offRecordCount:], 0)
+		binary.BigEndian.PutUint32(b[OffRecordCount:], 0)
 		return reseal(b)
 	})
 	if b, _, err := DecodeBatch(empty, 0); err != nil || len(b.Records) != 0 {

@@ -13,11 +13,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -34,23 +34,11 @@ commands:
 `
 
 // runAuth is `samsa auth`.
-func runAuth(_ context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, authUsage)
-		return errors.New("auth: no command given")
-	}
-	switch args[0] {
-	case "init":
-		return authInit(env, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, authUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, authUsage)
-	return fmt.Errorf("auth: unknown command %q", args[0])
+func runAuth(ctx context.Context, env *cliEnv, args []string) error {
+	return runSubcommand(ctx, env, "auth", authUsage, subcommands{"init": authInit}, args)
 }
 
-func authInit(env *cliEnv, args []string) error {
+func authInit(_ context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "auth init", "auth init [--out issuer.nk] [--operator]")
 	out := fs.String("out", "issuer.nk", "file to write the issuer seed to (created with mode 0600; never overwritten)")
 	operator := fs.Bool("operator", false, "create an operator key (O...) instead of an account key (A...); NATS tools (nsc) sign user JWTs with account keys")
@@ -115,25 +103,16 @@ commands:
 `
 
 // runKey is `samsa key`.
-func runKey(_ context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, keyUsage)
-		return errors.New("key: no command given")
-	}
-	switch args[0] {
-	case "gen", "generate":
-		return keyGen(env, args[1:])
-	case "pub", "public":
-		return keyPub(env, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, keyUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, keyUsage)
-	return fmt.Errorf("key: unknown command %q", args[0])
+func runKey(ctx context.Context, env *cliEnv, args []string) error {
+	return runSubcommand(ctx, env, "key", keyUsage, subcommands{
+		"gen":      keyGen,
+		"generate": keyGen,
+		"pub":      keyPub,
+		"public":   keyPub,
+	}, args)
 }
 
-func keyGen(env *cliEnv, args []string) error {
+func keyGen(_ context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "key gen", "key gen [--out FILE]")
 	out := fs.String("out", "", "file to write the seed to (created with mode 0600; never overwritten); default stdout")
 	pos, err := parseFlags(fs, args)
@@ -174,7 +153,7 @@ func keyGen(env *cliEnv, args []string) error {
 	return nil
 }
 
-func keyPub(env *cliEnv, args []string) error {
+func keyPub(_ context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "key pub", "key pub FILE")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -228,20 +207,8 @@ commands:
 `
 
 // runToken is `samsa token`.
-func runToken(_ context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, tokenUsage)
-		return errors.New("token: no command given")
-	}
-	switch args[0] {
-	case "issue":
-		return tokenIssue(env, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, tokenUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, tokenUsage)
-	return fmt.Errorf("token: unknown command %q", args[0])
+func runToken(ctx context.Context, env *cliEnv, args []string) error {
+	return runSubcommand(ctx, env, "token", tokenUsage, subcommands{"issue": tokenIssue}, args)
 }
 
 // patternList is a repeatable flag of patterns; a value may also hold
@@ -262,7 +229,7 @@ func (p *patternList) Set(v string) error {
 	return nil
 }
 
-func tokenIssue(env *cliEnv, args []string) error {
+func tokenIssue(_ context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "token issue", "token issue --issuer-seed FILE --user PUBKEY|SEEDFILE [flags]")
 	var produce, consume, groups patternList
 	issuerSeed := fs.String("issuer-seed", "", "issuer seed file (from samsa auth init; \"-\" reads stdin)")
@@ -366,25 +333,14 @@ prompted for on a terminal; it is never taken as an argument.
 
 // runUser is `samsa user`.
 func runUser(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, userUsage)
-		return errors.New("user: no command given")
-	}
-	switch args[0] {
-	case "add":
-		return userAdd(ctx, env, args[1:])
-	case "delete", "rm":
-		return userDelete(ctx, env, args[1:])
-	case "list", "ls":
-		return userList(ctx, env, args[1:])
-	case "hash":
-		return userHash(env, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, userUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, userUsage)
-	return fmt.Errorf("user: unknown command %q", args[0])
+	return runSubcommand(ctx, env, "user", userUsage, subcommands{
+		"add":    userAdd,
+		"delete": userDelete,
+		"rm":     userDelete,
+		"list":   userList,
+		"ls":     userList,
+		"hash":   userHash,
+	}, args)
 }
 
 func parseMechanism(s string) (kadm.ScramMechanism, string, error) {
@@ -411,7 +367,7 @@ func parseUserAdd(env *cliEnv, args []string, cf *clientFlags) (*userAddArgs, er
 	mech := fs.String("mechanism", auth.MechScramSHA256, "SCRAM mechanism: SCRAM-SHA-256 or SCRAM-SHA-512")
 	iter := fs.Int("iterations", 8192, fmt.Sprintf("PBKDF2 iterations (%d to %d)", auth.ScramMinIterations, auth.ScramMaxIterations))
 	fromStdin := fs.Bool("password-stdin", false, "read the new password from the first line of stdin")
-	addClientFlags(fs, env, cf, 30*time.Second)
+	addClientFlags(fs, env, cf, defaultClientTimeout)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, err
@@ -472,10 +428,8 @@ func alteredErr(res kadm.AlteredUserSCRAMs) error {
 }
 
 func userDelete(ctx context.Context, env *cliEnv, args []string) error {
-	var cf clientFlags
-	fs := newFlagSet(env, "user delete", "user delete NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [connection flags]")
+	fs, cf := newClientFlagSet(env, "user delete", "user delete NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [connection flags]")
 	mech := fs.String("mechanism", auth.MechScramSHA256, "SCRAM mechanism: SCRAM-SHA-256 or SCRAM-SHA-512")
-	addClientFlags(fs, env, &cf, 30*time.Second)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -504,9 +458,7 @@ func userDelete(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func userList(ctx context.Context, env *cliEnv, args []string) error {
-	var cf clientFlags
-	fs := newFlagSet(env, "user list", "user list [NAME ...] [connection flags]")
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "user list", "user list [NAME ...] [connection flags]")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -520,15 +472,10 @@ func userList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("user list: %w", cf.brokerErr(err))
 	}
-	names := make([]string, 0, len(res))
-	for n := range res {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "USER\tMECHANISM\tITERATIONS")
 	var firstErr error
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(res)) {
 		d := res[n]
 		if d.Err != nil {
 			if firstErr == nil {
@@ -544,7 +491,7 @@ func userList(ctx context.Context, env *cliEnv, args []string) error {
 	return firstErr
 }
 
-func userHash(env *cliEnv, args []string) error {
+func userHash(_ context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "user hash", "user hash [--password-stdin]")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
 	pos, err := parseFlags(fs, args)

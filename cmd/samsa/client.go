@@ -11,10 +11,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -41,19 +43,24 @@ type clientFlags struct {
 	getenv      func(string) string
 }
 
+// defaultClientTimeout is the default --timeout of the client subcommands.
+const defaultClientTimeout = 30 * time.Second
+
+// newClientFlagSet returns a flag set (see newFlagSet) with the connection
+// flags registered on it, --timeout defaulting to defaultClientTimeout.
+func newClientFlagSet(env *cliEnv, name, usage string) (*flag.FlagSet, *clientFlags) {
+	fs := newFlagSet(env, name, usage)
+	cf := &clientFlags{}
+	addClientFlags(fs, env, cf, defaultClientTimeout)
+	return fs, cf
+}
+
 // addClientFlags registers the connection flags on fs. Defaults come from the
 // environment (SAMSA_BROKERS, SAMSA_SASL_MECHANISM, SAMSA_USER,
 // SAMSA_PASSWORD, SAMSA_TOKEN, SAMSA_TLS_CA) so that secrets need not be
 // typed on the command line.
 func addClientFlags(fs *flag.FlagSet, env *cliEnv, cf *clientFlags, timeout time.Duration) {
-	get := func(k, def string) string {
-		if env.getenv != nil {
-			if v := env.getenv(k); v != "" {
-				return v
-			}
-		}
-		return def
-	}
+	get := env.getenvOr
 	fs.StringVar(&cf.brokers, "brokers", get("SAMSA_BROKERS", defaultBrokers), "comma-separated list of seed brokers (env SAMSA_BROKERS)")
 	fs.BoolVar(&cf.tls, "tls", get("SAMSA_TLS", "") != "", "connect with TLS (env SAMSA_TLS)")
 	fs.StringVar(&cf.tlsCA, "tls-ca", get("SAMSA_TLS_CA", ""), "PEM file of CA certificates to trust (implies --tls; env SAMSA_TLS_CA)")
@@ -218,6 +225,30 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	return pos, nil
 }
 
+// oneArg checks that the command cmd (such as "topic create") got exactly
+// one positional argument, a non-empty what (such as "topic name"), and
+// returns it.
+func oneArg(cmd, what string, pos []string) (string, error) {
+	switch {
+	case len(pos) == 0:
+		return "", fmt.Errorf("%s: missing %s", cmd, what)
+	case len(pos) > 1:
+		return "", fmt.Errorf("%s: want one %s, got %d arguments: %s", cmd, what, len(pos), strings.Join(pos, " "))
+	case pos[0] == "":
+		return "", fmt.Errorf("%s: empty %s", cmd, what)
+	}
+	return pos[0], nil
+}
+
+// noArgs checks that the command cmd (such as "topic list") got no
+// positional arguments.
+func noArgs(cmd string, pos []string) error {
+	if len(pos) > 0 {
+		return fmt.Errorf("%s: unexpected arguments: %s", cmd, strings.Join(pos, " "))
+	}
+	return nil
+}
+
 // stringList is a repeatable string flag.
 type stringList []string
 
@@ -349,6 +380,25 @@ func checkPartition(topic string, p int, ps []int32) error {
 		}
 	}
 	return fmt.Errorf("topic %q has no partition %d (it has %d partitions)", topic, p, len(ps))
+}
+
+// openInput opens the file that a flag such as --file names, or returns
+// env.stdin for "" and "-". Call closeFn when done (a no-op for stdin).
+func openInput(env *cliEnv, path string) (in io.Reader, closeFn func() error, err error) {
+	if path == "" || path == "-" {
+		return env.stdin, func() error { return nil }, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
+// newTable returns a writer that lines up the tab-separated columns of the
+// CLI's tables, two spaces apart. Flush it when done.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
 // isTerminal reports whether f (an io.Reader or io.Writer) is a character

@@ -17,9 +17,7 @@ import (
 // consumer group) from a start position and prints each record through a
 // format template.
 func runConsume(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "consume", "consume TOPIC [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "consume", "consume TOPIC [flags]")
 	from := fs.String("from", "end", "where to start: beginning, end, an `OFFSET` (negative: that many before the end), an RFC3339 time, or a negative duration such as -10m (that long ago)")
 	var count int64
 	fs.Int64Var(&count, "n", 0, "stop after `N` records (0 = no limit)")
@@ -56,14 +54,12 @@ func runConsume(ctx context.Context, env *cliEnv, args []string) error {
 
 	// Resolve where every partition starts, and where it ends now, with an
 	// admin client; then consume exactly from there.
-	acl, err := cf.newClient()
+	s, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	lctx, lcancel := cf.withTimeout(ctx)
-	offsets, ends, err := resolveStart(lctx, kadm.NewClient(acl), topic, *partition, start)
-	lcancel()
-	acl.Close()
+	offsets, ends, err := resolveStart(s.ctx, s.adm, topic, *partition, start)
+	s.close()
 	if err != nil {
 		return fmt.Errorf("consume: %w", cf.brokerErr(err))
 	}

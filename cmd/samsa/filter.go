@@ -15,15 +15,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -63,38 +63,21 @@ const (
 
 // runFilter is `samsa filter`.
 func runFilter(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, filterUsage)
-		return errors.New("filter: no command given")
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "build":
-		return filterBuild(ctx, env, rest)
-	case "deploy":
-		return filterDeploy(ctx, env, rest)
-	case "list", "ls":
-		return filterList(ctx, env, rest)
-	case "describe", "desc":
-		return filterDescribe(ctx, env, rest)
-	case "remove", "rm":
-		return filterRemove(ctx, env, rest)
-	case "bind":
-		return filterBind(ctx, env, rest)
-	case "unbind":
-		return filterUnbind(ctx, env, rest)
-	case "bindings":
-		return filterBindings(ctx, env, rest)
-	case "logs":
-		return filterLogs(ctx, env, rest)
-	case "test":
-		return filterTest(ctx, env, rest)
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, filterUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, filterUsage)
-	return fmt.Errorf("filter: unknown command %q", sub)
+	return runSubcommand(ctx, env, "filter", filterUsage, subcommands{
+		"build":    filterBuild,
+		"deploy":   filterDeploy,
+		"list":     filterList,
+		"ls":       filterList,
+		"describe": filterDescribe,
+		"desc":     filterDescribe,
+		"remove":   filterRemove,
+		"rm":       filterRemove,
+		"bind":     filterBind,
+		"unbind":   filterUnbind,
+		"bindings": filterBindings,
+		"logs":     filterLogs,
+		"test":     filterTest,
+	}, args)
 }
 
 // ---- the admin API client ----
@@ -105,18 +88,18 @@ type adminFlags struct {
 	timeout time.Duration
 }
 
-func addAdminFlags(fs *flag.FlagSet, env *cliEnv, af *adminFlags, withTimeout bool) {
-	def := defaultAdmin
-	if env.getenv != nil {
-		if v := env.getenv("SAMSA_ADMIN"); v != "" {
-			def = v
-		}
-	}
-	fs.StringVar(&af.url, "admin", def, "base `URL` of the broker's HTTP listener (env SAMSA_ADMIN)")
+// newAdminFlagSet returns a flag set (see newFlagSet) with --admin
+// registered on it, and --timeout unless the command gives that flag its own
+// meaning (withTimeout false).
+func newAdminFlagSet(env *cliEnv, name, usage string, withTimeout bool) (*flag.FlagSet, *adminFlags) {
+	fs := newFlagSet(env, name, usage)
+	af := &adminFlags{}
+	fs.StringVar(&af.url, "admin", env.getenvOr("SAMSA_ADMIN", defaultAdmin), "base `URL` of the broker's HTTP listener (env SAMSA_ADMIN)")
 	af.timeout = 60 * time.Second
 	if withTimeout {
 		fs.DurationVar(&af.timeout, "timeout", af.timeout, "how long to wait for the admin API (0 = no limit)")
 	}
+	return fs, af
 }
 
 // apiError is an error response of the admin API.
@@ -234,6 +217,11 @@ type bindingInfo struct {
 	Stats       map[string]any  `json:"stats,omitempty"`
 }
 
+// bindingList is the admin API's answer to GET /bindings.
+type bindingList struct {
+	Bindings []bindingInfo `json:"bindings"`
+}
+
 func (b bindingInfo) where() string {
 	if b.Produce != "" {
 		return "produce " + b.Produce
@@ -255,22 +243,13 @@ func shortSHA(s string) string {
 	return s
 }
 
-// onePos checks that exactly one positional argument was given.
+// onePos is oneArg for `samsa filter CMD`, except that an empty argument
+// counts as a missing one.
 func onePos(cmd, what string, pos []string) (string, error) {
-	switch {
-	case len(pos) == 0 || (len(pos) == 1 && pos[0] == ""):
-		return "", fmt.Errorf("filter %s: missing %s", cmd, what)
-	case len(pos) > 1:
-		return "", fmt.Errorf("filter %s: want one %s, got %d arguments: %s", cmd, what, len(pos), strings.Join(pos, " "))
+	if len(pos) == 1 && pos[0] == "" {
+		pos = nil
 	}
-	return pos[0], nil
-}
-
-func noPos(cmd string, pos []string) error {
-	if len(pos) > 0 {
-		return fmt.Errorf("filter %s: unexpected arguments: %s", cmd, strings.Join(pos, " "))
-	}
-	return nil
+	return oneArg("filter "+cmd, what, pos)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -282,9 +261,7 @@ func printJSON(w io.Writer, v any) error {
 // ---- deploy, list, describe, remove ----
 
 func filterDeploy(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter deploy", "filter deploy NAME FILE.wasm [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter deploy", "filter deploy NAME FILE.wasm [flags]", true)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -311,15 +288,13 @@ func filterDeploy(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func filterList(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter list", "filter list [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter list", "filter list [flags]", true)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := noPos("list", pos); err != nil {
+	if err := noArgs("filter list", pos); err != nil {
 		return err
 	}
 	c, err := af.client()
@@ -335,9 +310,7 @@ func filterList(ctx context.Context, env *cliEnv, args []string) error {
 	if *asJSON {
 		return printJSON(env.stdout, resp)
 	}
-	var bresp struct {
-		Bindings []bindingInfo `json:"bindings"`
-	}
+	var bresp bindingList
 	if err := c.do(ctx, http.MethodGet, "/bindings", nil, "", &bresp); err != nil {
 		return fmt.Errorf("filter list: %w", err)
 	}
@@ -345,7 +318,7 @@ func filterList(ctx context.Context, env *cliEnv, args []string) error {
 	for _, b := range bresp.Bindings {
 		bound[b.Filter]++
 	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "NAME\tVERSION\tSIZE\tSHA256\tBINDINGS\tDEPLOYED")
 	for _, m := range resp.Filters {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\n", m.Name, m.Version, m.Size, shortSHA(m.SHA256), bound[m.Name], m.Created.Local().Format(time.RFC3339))
@@ -354,9 +327,7 @@ func filterList(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func filterDescribe(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter describe", "filter describe NAME [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter describe", "filter describe NAME [flags]", true)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -382,7 +353,7 @@ func filterDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		return printJSON(env.stdout, resp)
 	}
 	fmt.Fprintf(env.stdout, "filter %s\n\nversions:\n", resp.Name)
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "  VERSION\tSIZE\tSHA256\tDEPLOYED")
 	for _, m := range resp.Versions {
 		fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\n", m.Version, m.Size, m.SHA256, m.Created.Local().Format(time.RFC3339))
@@ -399,7 +370,7 @@ func filterDescribe(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func printBindings(w io.Writer, bs []bindingInfo, indent string) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintf(tw, "%sID\tFILTER\tVERSION\tON\tON-ERROR\tPARAMS\n", indent)
 	for _, b := range bs {
 		params := "-"
@@ -421,9 +392,7 @@ func printBindings(w io.Writer, bs []bindingInfo, indent string) error {
 }
 
 func filterRemove(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter remove", "filter remove NAME [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter remove", "filter remove NAME [flags]", true)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -457,9 +426,7 @@ func parseOnError(s string) (string, error) {
 }
 
 func filterBind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter bind", "filter bind NAME (--produce TOPIC | --view VIEW --topic SOURCE) [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, false)
+	fs, af := newAdminFlagSet(env, "filter bind", "filter bind NAME (--produce TOPIC | --view VIEW --topic SOURCE) [flags]", false)
 	produce := fs.String("produce", "", "run the filter on the produce path of `TOPIC`")
 	view := fs.String("view", "", "create the filtered view `VIEW` (a virtual topic) ...")
 	topic := fs.String("topic", "", "... over the source `TOPIC`")
@@ -565,9 +532,7 @@ func head(s string, n int) string {
 }
 
 func filterUnbind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter unbind", "filter unbind ID [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter unbind", "filter unbind ID [flags]", true)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -588,24 +553,20 @@ func filterUnbind(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func filterBindings(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter bindings", "filter bindings [flags]")
-	var af adminFlags
-	addAdminFlags(fs, env, &af, true)
+	fs, af := newAdminFlagSet(env, "filter bindings", "filter bindings [flags]", true)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON (with each binding's counters)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := noPos("bindings", pos); err != nil {
+	if err := noArgs("filter bindings", pos); err != nil {
 		return err
 	}
 	c, err := af.client()
 	if err != nil {
 		return err
 	}
-	var resp struct {
-		Bindings []bindingInfo `json:"bindings"`
-	}
+	var resp bindingList
 	if err := c.do(ctx, http.MethodGet, "/bindings", nil, "", &resp); err != nil {
 		return fmt.Errorf("filter bindings: %w", err)
 	}
@@ -618,9 +579,7 @@ func filterBindings(ctx context.Context, env *cliEnv, args []string) error {
 // ---- logs ----
 
 func filterLogs(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "filter logs", "filter logs NAME [-f] [--from beginning|end] [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "filter logs", "filter logs NAME [-f] [--from beginning|end] [flags]")
 	var follow bool
 	fs.BoolVar(&follow, "f", false, "keep printing new lines until interrupted")
 	fs.BoolVar(&follow, "follow", false, "same as -f")
@@ -1144,17 +1103,11 @@ func filterTest(ctx context.Context, env *cliEnv, args []string) error {
 	}
 
 	// Read every record first: a bad line fails before the module runs.
-	var r io.Reader
-	if *input == "-" {
-		r = env.stdin
-	} else {
-		f, err := os.Open(*input)
-		if err != nil {
-			return fmt.Errorf("filter test: %w", err)
-		}
-		defer f.Close()
-		r = f
+	r, closeInput, err := openInput(env, *input)
+	if err != nil {
+		return fmt.Errorf("filter test: %w", err)
 	}
+	defer closeInput()
 	var recs []wasm.Record
 	var lines []int
 	sc := bufio.NewScanner(r)
@@ -1224,13 +1177,8 @@ func filterTest(ctx context.Context, env *cliEnv, args []string) error {
 			counts[strings.Fields(describeDecision(d))[0]]++
 		}
 	}
-	names := make([]string, 0, len(counts))
-	for n := range counts {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	parts := make([]string, 0, len(names))
-	for _, n := range names {
+	parts := make([]string, 0, len(counts))
+	for _, n := range slices.Sorted(maps.Keys(counts)) {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[n], strings.TrimSuffix(n, ":")))
 	}
 	fmt.Fprintf(env.stderr, "%d record%s: %s\n", len(recs), plural(len(recs)), strings.Join(parts, ", "))

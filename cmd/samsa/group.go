@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -29,26 +28,16 @@ run 'samsa group <command> -h' for a command's flags
 // runGroup is `samsa group`: consumer group administration over the Kafka
 // protocol.
 func runGroup(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, groupUsage)
-		return errors.New("group: no command given")
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "list", "ls":
-		return groupList(ctx, env, rest)
-	case "describe", "desc":
-		return groupDescribe(ctx, env, rest)
-	case "delete", "rm":
-		return groupDelete(ctx, env, rest)
-	case "reset-offsets", "reset":
-		return groupResetOffsets(ctx, env, rest)
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, groupUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, groupUsage)
-	return fmt.Errorf("group: unknown command %q", sub)
+	return runSubcommand(ctx, env, "group", groupUsage, subcommands{
+		"list":          groupList,
+		"ls":            groupList,
+		"describe":      groupDescribe,
+		"desc":          groupDescribe,
+		"delete":        groupDelete,
+		"rm":            groupDelete,
+		"reset-offsets": groupResetOffsets,
+		"reset":         groupResetOffsets,
+	}, args)
 }
 
 // groupNotFoundError says a group does not exist. It unwraps to
@@ -87,29 +76,14 @@ func (e *groupActiveError) Unwrap() error {
 	return e.err
 }
 
-// oneGroup checks that exactly one positional argument, the group, was given.
-func oneGroup(cmd string, pos []string) (string, error) {
-	switch {
-	case len(pos) == 0:
-		return "", fmt.Errorf("group %s: missing group name", cmd)
-	case len(pos) > 1:
-		return "", fmt.Errorf("group %s: want one group name, got %d arguments: %s", cmd, len(pos), strings.Join(pos, " "))
-	case pos[0] == "":
-		return "", fmt.Errorf("group %s: empty group name", cmd)
-	}
-	return pos[0], nil
-}
-
 func groupList(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "group list", "group list [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "group list", "group list [flags]")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("group list: unexpected arguments: %s", strings.Join(pos, " "))
+	if err := noArgs("group list", pos); err != nil {
+		return err
 	}
 	s, err := cf.admin(ctx)
 	if err != nil {
@@ -130,7 +104,7 @@ func groupList(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("describing groups: %w", cf.brokerErr(err))
 		}
 	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL TYPE\tMEMBERS")
 	for _, lg := range listed.Sorted() {
 		state, ptype, members := lg.State, lg.ProtocolType, "-"
@@ -181,14 +155,12 @@ func describeGroup(ctx context.Context, cf *clientFlags, adm *kadm.Client, group
 }
 
 func groupDescribe(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "group describe", "group describe GROUP [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "group describe", "group describe GROUP [flags]")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	group, err := oneGroup("describe", pos)
+	group, err := oneArg("group describe", "group name", pos)
 	if err != nil {
 		return err
 	}
@@ -197,7 +169,7 @@ func groupDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer s.close()
-	d, offs, err := describeGroup(s.ctx, &cf, s.adm, group)
+	d, offs, err := describeGroup(s.ctx, cf, s.adm, group)
 	if err != nil {
 		return err
 	}
@@ -234,7 +206,7 @@ func groupDescribe(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(w, "members:      %d\n", len(d.Members))
 	if len(d.Members) > 0 {
 		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := newTable(w)
 		fmt.Fprintln(tw, "MEMBER ID\tINSTANCE ID\tCLIENT ID\tHOST\tASSIGNMENT")
 		for _, m := range d.Members {
 			inst := "-"
@@ -254,7 +226,7 @@ func groupDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintln(w, "offsets:      (none committed and no partitions assigned)")
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
 	var problems []string
 	for _, r := range rows {
@@ -329,9 +301,7 @@ func assignment(m kadm.DescribedGroupMember) string {
 }
 
 func groupDelete(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "group delete", "group delete GROUP [GROUP ...] [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "group delete", "group delete GROUP [GROUP ...] [flags]")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -378,9 +348,7 @@ type resetMode struct {
 }
 
 func groupResetOffsets(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "group reset-offsets", "group reset-offsets GROUP [--topic T ...] [--partition N] (--to-earliest | --to-latest | --to-offset N | --to-time TIME) [--dry-run] [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "group reset-offsets", "group reset-offsets GROUP [--topic T ...] [--partition N] (--to-earliest | --to-latest | --to-offset N | --to-time TIME) [--dry-run] [flags]")
 	var topics stringList
 	fs.Var(&topics, "topic", "reset offsets of `TOPIC` (repeatable; default: every topic the group has committed offsets for)")
 	partition := fs.Int("partition", -1, "reset only partition `N` of each --topic (-1: all partitions)")
@@ -393,7 +361,7 @@ func groupResetOffsets(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	group, err := oneGroup("reset-offsets", pos)
+	group, err := oneArg("group reset-offsets", "group name", pos)
 	if err != nil {
 		return err
 	}
@@ -440,7 +408,7 @@ func groupResetOffsets(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer s.close()
 
-	d, offs, err := describeGroup(s.ctx, &cf, s.adm, group)
+	d, offs, err := describeGroup(s.ctx, cf, s.adm, group)
 	var nf *groupNotFoundError
 	switch {
 	case errors.As(err, &nf) && len(topics) > 0:
@@ -482,7 +450,7 @@ func groupResetOffsets(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOLD\tNEW")
 	for _, o := range newOffs.Sorted() {
 		old := "-"

@@ -8,9 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"syscall"
 )
 
@@ -27,6 +28,41 @@ type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+}
+
+// getenvOr returns the environment variable key, or def when it is unset or
+// empty.
+func (env *cliEnv) getenvOr(key, def string) string {
+	if env.getenv != nil {
+		if v := env.getenv(key); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// subcommands maps the names (and aliases) of a command group's
+// subcommands, such as `samsa topic create`, to what runs them.
+type subcommands map[string]func(ctx context.Context, env *cliEnv, args []string) error
+
+// runSubcommand runs the subcommand that args[0] names in the command group
+// group (such as "topic"). With no subcommand, or an unknown one, it prints
+// usage to stderr and fails; -h, --help and help print usage and succeed.
+func runSubcommand(ctx context.Context, env *cliEnv, group, usage string, subs subcommands, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, usage)
+		return fmt.Errorf("%s: no command given", group)
+	}
+	sub, rest := args[0], args[1:]
+	if run, ok := subs[sub]; ok {
+		return run(ctx, env, rest)
+	}
+	fmt.Fprint(env.stderr, usage)
+	switch sub {
+	case "-h", "--help", "help":
+		return nil
+	}
+	return fmt.Errorf("%s: unknown command %q", group, sub)
 }
 
 func commands() map[string]command {
@@ -78,12 +114,7 @@ func run(ctx context.Context, env *cliEnv, args []string) error {
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: samsa <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(cmds)) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nrun 'samsa <command> -h' for a command's flags")

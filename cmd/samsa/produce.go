@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +19,7 @@ import (
 // one record. Lines are read and produced as a stream: at most --max-buffered
 // records are held in memory at a time, so inputs of any size work.
 func runProduce(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "produce", "produce TOPIC [flags] < lines")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "produce", "produce TOPIC [flags] < lines")
 	file := fs.String("file", "", "read lines from `PATH` instead of stdin")
 	keySep := fs.String("key-sep", "", "split each line into key and value at the first `SEP` (a line without SEP has no key)")
 	partition := fs.Int("partition", -1, "produce every record to partition `N` (-1: the partitioner picks)")
@@ -53,15 +50,11 @@ func runProduce(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 
-	in := env.stdin
-	if *file != "" && *file != "-" {
-		f, err := os.Open(*file)
-		if err != nil {
-			return fmt.Errorf("produce: %w", err)
-		}
-		defer f.Close()
-		in = f
+	in, closeIn, err := openInput(env, *file)
+	if err != nil {
+		return fmt.Errorf("produce: %w", err)
 	}
+	defer closeIn()
 	if in == nil {
 		return errors.New("produce: no input")
 	}

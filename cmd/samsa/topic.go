@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,28 +26,16 @@ run 'samsa topic <command> -h' for a command's flags
 
 // runTopic is `samsa topic`: topic administration over the Kafka protocol.
 func runTopic(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, topicUsage)
-		return errors.New("topic: no command given")
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "create":
-		return topicCreate(ctx, env, rest)
-	case "list", "ls":
-		return topicList(ctx, env, rest)
-	case "describe", "desc":
-		return topicDescribe(ctx, env, rest)
-	case "alter":
-		return topicAlter(ctx, env, rest)
-	case "delete", "rm":
-		return topicDelete(ctx, env, rest)
-	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, topicUsage)
-		return nil
-	}
-	fmt.Fprint(env.stderr, topicUsage)
-	return fmt.Errorf("topic: unknown command %q", sub)
+	return runSubcommand(ctx, env, "topic", topicUsage, subcommands{
+		"create":   topicCreate,
+		"list":     topicList,
+		"ls":       topicList,
+		"describe": topicDescribe,
+		"desc":     topicDescribe,
+		"alter":    topicAlter,
+		"delete":   topicDelete,
+		"rm":       topicDelete,
+	}, args)
 }
 
 // adminSession holds a connected admin client and the context bounded by
@@ -76,23 +62,8 @@ func (s *adminSession) close() {
 	s.adm.Close()
 }
 
-// oneName checks that exactly one positional argument, the topic, was given.
-func oneName(cmd string, pos []string) (string, error) {
-	switch {
-	case len(pos) == 0:
-		return "", fmt.Errorf("topic %s: missing topic name", cmd)
-	case len(pos) > 1:
-		return "", fmt.Errorf("topic %s: want one topic name, got %d arguments: %s", cmd, len(pos), strings.Join(pos, " "))
-	case pos[0] == "":
-		return "", fmt.Errorf("topic %s: empty topic name", cmd)
-	}
-	return pos[0], nil
-}
-
 func topicCreate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "topic create", "topic create NAME [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "topic create", "topic create NAME [flags]")
 	partitions := fs.Int("partitions", 1, "number of partitions")
 	rf := fs.Int("replication-factor", -1, "replicas per partition (-1 = the broker's default)")
 	var configs kvList
@@ -101,7 +72,7 @@ func topicCreate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	name, err := oneName("create", pos)
+	name, err := oneArg("topic create", "topic name", pos)
 	if err != nil {
 		return err
 	}
@@ -132,16 +103,14 @@ func topicCreate(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func topicList(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "topic list", "topic list [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "topic list", "topic list [flags]")
 	internal := fs.Bool("internal", false, "also list internal topics")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("topic list: unexpected arguments: %s", strings.Join(pos, " "))
+	if err := noArgs("topic list", pos); err != nil {
+		return err
 	}
 	s, err := cf.admin(ctx)
 	if err != nil {
@@ -157,7 +126,7 @@ func topicList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listing topics: %w", cf.brokerErr(err))
 	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(env.stdout)
 	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICAS")
 	for _, name := range tds.Names() {
 		td := tds[name]
@@ -175,15 +144,13 @@ func topicList(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func topicDescribe(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "topic describe", "topic describe NAME [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "topic describe", "topic describe NAME [flags]")
 	all := fs.Bool("all-configs", false, "show every config, not only those set on the topic")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	name, err := oneName("describe", pos)
+	name, err := oneArg("topic describe", "topic name", pos)
 	if err != nil {
 		return err
 	}
@@ -227,7 +194,7 @@ func topicDescribe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	var total int64
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tSTART\tEND\tRECORDS\tERROR")
 	for _, pd := range td.Partitions.Sorted() {
 		start, end := int64(-1), int64(-1)
@@ -281,7 +248,7 @@ func topicDescribe(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	fmt.Fprintln(w, "configs:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw = newTable(w)
 	for _, c := range cfgs {
 		fmt.Fprintf(tw, "  %s\t%s", c.Key, configValue(c))
 		if *all {
@@ -325,9 +292,7 @@ func int32List(xs []int32) string {
 }
 
 func topicAlter(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "topic alter", "topic alter NAME [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "topic alter", "topic alter NAME [flags]")
 	var set kvList
 	var del stringList
 	fs.Var(&set, "config", "set topic config `key=value` (repeatable)")
@@ -337,7 +302,7 @@ func topicAlter(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	name, err := oneName("alter", pos)
+	name, err := oneArg("topic alter", "topic name", pos)
 	if err != nil {
 		return err
 	}
@@ -417,9 +382,7 @@ func topicAlter(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func topicDelete(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "topic delete", "topic delete NAME [NAME ...] [flags]")
-	var cf clientFlags
-	addClientFlags(fs, env, &cf, 30*time.Second)
+	fs, cf := newClientFlagSet(env, "topic delete", "topic delete NAME [NAME ...] [flags]")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
