@@ -76,7 +76,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("bench: unknown mode %q (want produce, consume or e2e)", c.mode)
 	}
 	fs := newFlagSet(env, "bench "+c.mode, "bench "+c.mode+" [flags]")
-	addClientFlags(fs, env, &c.cf, 30*time.Second)
+	addClientFlags(fs, env, &c.cf, defaultClientTimeout)
 	fs.StringVar(&c.topic, "topic", "bench", "topic to use; created if missing")
 	fs.IntVar(&c.partitions, "partitions", 1, "partitions of the topic if it is created")
 	fs.Int64Var(&c.records, "records", 1_000_000, "number of records")

@@ -85,14 +85,8 @@ func runBenchWS(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprint(env.stderr, benchWSUsage)
 		return fmt.Errorf("bench ws: unknown mode %q (want produce, fanout or connect)", c.mode)
 	}
-	defURL := "ws://127.0.0.1:8080/ws"
-	if env.getenv != nil {
-		if v := env.getenv("SAMSA_WS_URL"); v != "" {
-			defURL = v
-		}
-	}
 	fs := newFlagSet(env, "bench ws "+c.mode, "bench ws "+c.mode+" [flags]")
-	fs.StringVar(&c.url, "url", defURL, "the broker's WebSocket endpoint (env SAMSA_WS_URL)")
+	fs.StringVar(&c.url, "url", env.getenvOr("SAMSA_WS_URL", "ws://127.0.0.1:8080/ws"), "the broker's WebSocket endpoint (env SAMSA_WS_URL)")
 	fs.StringVar(&c.topic, "topic", "bench-ws", "topic (auto-created by the broker on the first produce)")
 	fs.Int64Var(&c.records, "records", 1_000_000, "produce: number of records")
 	fs.IntVar(&c.recordSize, "record-size", 100, "value size in bytes (fanout: at least 24, the send time, sequence and run id)")
