@@ -1167,44 +1167,9 @@ func routePartition(key []byte, src int32, n int) int {
 		return 0
 	}
 	if key != nil {
-		return int(murmur2(key)&0x7fffffff) % n
+		return int(KeyPartition(key, int32(n)))
 	}
 	return int(src) % n
-}
-
-// murmur2 is Kafka's murmur2 hash of record keys.
-func murmur2(data []byte) uint32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	length := len(data)
-	h := seed ^ uint32(length)
-	for len(data) >= 4 {
-		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-		data = data[4:]
-	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
 }
 
 // appendRecords encodes records as one batch (no producer) and appends it

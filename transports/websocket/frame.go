@@ -127,7 +127,6 @@ func (c *conn) writeFrames(msgs []outMsg) error {
 	return err
 }
 
-
 // readBuf returns an empty buffer to read a message into.
 func (s *Server) readBuf() *bytes.Buffer {
 	if b, ok := s.readBufs.Get().(*bytes.Buffer); ok {

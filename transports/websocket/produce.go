@@ -259,7 +259,7 @@ func (c *conn) produce(topic string, acks int16, recs []prodRec, finish ackFinis
 				return
 			}
 		case recs[i].rec.Key != nil:
-			p = int32(murmur2(recs[i].rec.Key)&0x7fffffff) % n
+			p = broker.KeyPartition(recs[i].rec.Key, n)
 		default:
 			if sticky < 0 {
 				sticky = c.rr % n
@@ -407,39 +407,4 @@ func (c *conn) ackLoop() {
 		}
 		c.amu.Unlock()
 	}
-}
-
-// murmur2 is Kafka's murmur2 hash (the Java client's Utils.murmur2), which
-// its default partitioner masks to 31 bits and takes modulo the partition
-// count.
-func murmur2(data []byte) uint32 {
-	const (
-		seed = 0x9747b28c
-		m    = 0x5bd1e995
-		r    = 24
-	)
-	h := uint32(seed) ^ uint32(len(data))
-	for ; len(data) >= 4; data = data[4:] {
-		k := binary.LittleEndian.Uint32(data)
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
 }
