@@ -295,16 +295,10 @@ func handleAlterConfigs(c *conn, kreq kmsg.Request) reply {
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		var err error
-		switch rr.ResourceType {
-		case kmsg.ConfigResourceTypeTopic:
-			if !c.allowed(auth.AlterTopic, rr.ResourceName) {
-				err = topicDenied(auth.AlterTopic, rr.ResourceName)
-				break
-			}
-			var info broker.TopicInfo
-			if info, err = b.Topic(rr.ResourceName); err != nil {
-				break
+		sr.ErrorCode, sr.ErrorMessage = alterResource(c, rr.ResourceType, rr.ResourceName, req.ValidateOnly, func() ([]broker.ConfigOp, error) {
+			info, err := b.Topic(rr.ResourceName)
+			if err != nil {
+				return nil, err
 			}
 			set := make(map[string]bool, len(rr.Configs))
 			var ops []broker.ConfigOp
@@ -320,20 +314,8 @@ func handleAlterConfigs(c *conn, kreq kmsg.Request) reply {
 					ops = append(ops, broker.ConfigOp{Name: k, Op: broker.ConfigDelete})
 				}
 			}
-			err = b.AlterTopicConfig(rr.ResourceName, ops, req.ValidateOnly)
-		case kmsg.ConfigResourceTypeBroker:
-			if !c.allowed(auth.ClusterAdmin, "") {
-				err = clusterDenied("alter broker configs")
-				break
-			}
-			err = errBrokerConfigStatic
-		default:
-			err = codeErrorf(kerr.InvalidRequest.Code, "config resource type %v is not supported", rr.ResourceType)
-		}
-		if err != nil {
-			sr.ErrorCode = errorCode(err, topicAdminCodes...)
-			sr.ErrorMessage = errMessage(err)
-		}
+			return ops, nil
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return reply{resp: resp}
@@ -342,44 +324,55 @@ func handleAlterConfigs(c *conn, kreq kmsg.Request) reply {
 func handleIncrementalAlter(c *conn, kreq kmsg.Request) reply {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
-	b := c.s.b
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		var err error
-		switch rr.ResourceType {
-		case kmsg.ConfigResourceTypeTopic:
-			if !c.allowed(auth.AlterTopic, rr.ResourceName) {
-				err = topicDenied(auth.AlterTopic, rr.ResourceName)
-				break
-			}
+		sr.ErrorCode, sr.ErrorMessage = alterResource(c, rr.ResourceType, rr.ResourceName, req.ValidateOnly, func() ([]broker.ConfigOp, error) {
 			ops := make([]broker.ConfigOp, 0, len(rr.Configs))
 			for _, cfg := range rr.Configs {
 				op := broker.ConfigOp{Name: cfg.Name, Op: broker.ConfigOpType(cfg.Op)}
 				if cfg.Value != nil {
 					op.Value = *cfg.Value
 				} else if op.Op == broker.ConfigSet {
-					err = codeErrorf(kerr.InvalidRequest.Code, "set %q without a value", cfg.Name)
+					return nil, codeErrorf(kerr.InvalidRequest.Code, "set %q without a value", cfg.Name)
 				}
 				ops = append(ops, op)
 			}
-			if err == nil {
-				err = b.AlterTopicConfig(rr.ResourceName, ops, req.ValidateOnly)
-			}
-		case kmsg.ConfigResourceTypeBroker:
-			if !c.allowed(auth.ClusterAdmin, "") {
-				err = clusterDenied("alter broker configs")
-				break
-			}
-			err = errBrokerConfigStatic
-		default:
-			err = codeErrorf(kerr.InvalidRequest.Code, "config resource type %v is not supported", rr.ResourceType)
-		}
-		if err != nil {
-			sr.ErrorCode = errorCode(err, topicAdminCodes...)
-			sr.ErrorMessage = errMessage(err)
-		}
+			return ops, nil
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return reply{resp: resp}
+}
+
+// alterResource alters the configs of one resource of an AlterConfigs or
+// IncrementalAlterConfigs request: a topic with the operations topicOps
+// returns (asked only when the principal may alter it), a broker never
+// (its configs are static). It returns the resource's error code and
+// message.
+func alterResource(c *conn, typ kmsg.ConfigResourceType, name string, validateOnly bool, topicOps func() ([]broker.ConfigOp, error)) (int16, *string) {
+	var err error
+	switch typ {
+	case kmsg.ConfigResourceTypeTopic:
+		if !c.allowed(auth.AlterTopic, name) {
+			err = topicDenied(auth.AlterTopic, name)
+			break
+		}
+		var ops []broker.ConfigOp
+		if ops, err = topicOps(); err == nil {
+			err = c.s.b.AlterTopicConfig(name, ops, validateOnly)
+		}
+	case kmsg.ConfigResourceTypeBroker:
+		if !c.allowed(auth.ClusterAdmin, "") {
+			err = clusterDenied("alter broker configs")
+			break
+		}
+		err = errBrokerConfigStatic
+	default:
+		err = codeErrorf(kerr.InvalidRequest.Code, "config resource type %v is not supported", typ)
+	}
+	if err == nil {
+		return 0, nil
+	}
+	return errorCode(err, topicAdminCodes...), errMessage(err)
 }
