@@ -1,5 +1,6 @@
 import { backoffDelay } from "./backoff.js";
 import { encodeHeaders, encodeValue, toBase64, type HeadersInit, type Value } from "./codec.js";
+import { binRecord, parseAck, parseRecords, produceFrame, toBytes, utf8 } from "./binary.js";
 import { authOp, refreshDelay, type AuthOption, type Credentials, type Identity } from "./auth.js";
 import { AuthError, ConnectionClosedError, SamsaError, TimeoutError } from "./errors.js";
 import {
@@ -16,7 +17,9 @@ export const SUBPROTOCOL = "samsa.v1";
 /** The part of the WebSocket API the client uses (browsers' and ws's). */
 export interface WebSocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  /** Set to "arraybuffer" by the client. */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   terminate?(): void;
   onopen: ((ev: any) => void) | null;
@@ -67,6 +70,13 @@ export interface ClientOptions {
   /** Produce strings as JSON strings (encoding "json") instead of text. Default false. */
   jsonStrings?: boolean;
   /**
+   * Binary frames (PROTOCOL.md §6), the fast path: produce requests go as
+   * kind 1 frames (records with a timestamp still go as JSON: the frame
+   * carries none), and subscriptions default to `format: "binary"`
+   * (deliveries with Uint8Array keys and values). Default false.
+   */
+  binary?: boolean;
+  /**
    * Credentials for a broker that requires authentication (hello
    * `auth: "required"`): `{jwt, seed}`, `{seed}` (static user), `{bearer}`,
    * or a function returning one of them, called on every (re)connect and
@@ -83,6 +93,10 @@ export interface ClientOptions {
 
 export interface ProduceRecord {
   key?: string | Uint8Array | null;
+  /**
+   * JSON ops: see the README's Values. Binary frames (`binary: true`): a
+   * Uint8Array as it is, a string its UTF-8, anything else its JSON text.
+   */
   value: Value;
   headers?: HeadersInit;
   partition?: number;
@@ -102,7 +116,9 @@ export interface StandaloneCommit {
 
 interface Entry {
   topic: string;
-  json: string;
+  /** The record as a JSON produce record, or (binary) as a kind 1 record. */
+  json?: string;
+  bin?: Uint8Array;
   bytes: number;
   resolve: (r: ProduceResult) => void;
   reject: (e: unknown) => void;
@@ -201,6 +217,7 @@ export class Client implements SubHost {
       maxInflight: 32,
       lingerMs: 0,
       jsonStrings: false,
+      binary: false,
       random: Math.random,
       ...options,
     };
@@ -245,8 +262,12 @@ export class Client implements SubHost {
       return;
     }
     this.ws = ws;
-    ws.onmessage = (ev) => {
-      if (this.ws === ws && typeof ev.data === "string") this.onMessage(ev.data);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = ({ data }) => {
+      if (this.ws !== ws) return;
+      if (typeof data === "string") this.onMessage(data);
+      else if (data instanceof ArrayBuffer) this.onBinary(new Uint8Array(data));
+      else if (ArrayBuffer.isView(data)) this.onBinary(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     };
     ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
     ws.onerror = () => {}; // a close event follows
@@ -344,6 +365,26 @@ export class Client implements SubHost {
       }
     }
     if (p) this.settle(m.id, p, undefined, m);
+  }
+
+  /** A binary frame: a produce ack (kind 2) or records (kind 3); other kinds are ignored. */
+  private onBinary(b: Uint8Array): void {
+    this.lastRecv = Date.now();
+    try {
+      if (b[0] === 2) {
+        const a = parseAck(b);
+        const p = this.pending.get(a.id);
+        if (p?.entries) this.settle(a.id, p, a.err, a);
+      } else if (b[0] === 3) {
+        const m = parseRecords(b);
+        this.subs.get(m.sub)?.onRecords(m.records);
+      }
+    } catch (e) {
+      // A frame we cannot read: lost acks or records would break the
+      // resume rule, so reconnect and resume instead.
+      if (e instanceof RangeError) this.dropLink("bad binary frame");
+      else throw e;
+    }
   }
 
   private settle(id: number, p: Pending, err?: SamsaError, msg?: any): void {
@@ -558,19 +599,27 @@ export class Client implements SubHost {
   produce(topic: string, record: ProduceRecord): Promise<ProduceResult> {
     return new Promise((resolve, reject) => {
       if (this.closeErr || this.closing) return reject(this.closeErr ?? new ConnectionClosedError("client closed", 1000));
-      const [value, encoding] = encodeValue(record.value, this.o.jsonStrings);
-      const r: Record<string, unknown> = { value };
-      if (encoding !== "json") r.encoding = encoding;
-      const k = record.key;
-      if (k instanceof Uint8Array) {
-        r.key = toBase64(k);
-        r.key_encoding = "base64";
-      } else if (k != null) r.key = k;
-      if (record.headers) r.headers = encodeHeaders(record.headers);
-      if (record.partition !== undefined) r.partition = record.partition;
-      if (record.timestamp !== undefined) r.timestamp = +record.timestamp;
-      const json = JSON.stringify(r);
-      const bytes = utf8Length(json);
+      const e: Entry = { topic, bytes: 0, resolve, reject, settled: false };
+      const bin = this.o.binary && this.binaryRecord(topic, record);
+      if (bin) {
+        e.bin = bin;
+        e.bytes = bin.length;
+      } else {
+        const [value, encoding] = encodeValue(record.value, this.o.jsonStrings);
+        const r: Record<string, unknown> = { value };
+        if (encoding !== "json") r.encoding = encoding;
+        const k = record.key;
+        if (k instanceof Uint8Array) {
+          r.key = toBase64(k);
+          r.key_encoding = "base64";
+        } else if (k != null) r.key = k;
+        if (record.headers) r.headers = encodeHeaders(record.headers);
+        if (record.partition !== undefined) r.partition = record.partition;
+        if (record.timestamp !== undefined) r.timestamp = +record.timestamp;
+        e.json = JSON.stringify(r);
+        e.bytes = utf8Length(e.json);
+      }
+      const bytes = e.bytes;
       if (bytes + 200 + topic.length > this.maxFrame()) {
         return reject(new SamsaError("too_large", `record of ${bytes} bytes exceeds the frame limit ${this.maxFrame()}`));
       }
@@ -581,7 +630,6 @@ export class Client implements SubHost {
             : new ConnectionClosedError(`disconnected and ${this.o.maxBufferedRecords} records wait already`),
         );
       }
-      const e: Entry = { topic, json, bytes, resolve, reject, settled: false };
       e.timer = setTimeout(() => {
         if (e.settled) return;
         e.settled = true;
@@ -596,6 +644,21 @@ export class Client implements SubHost {
       this.queue.push(e);
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * The record as a kind 1 record, or undefined when the binary frame
+   * cannot carry it (a timestamp; a partition that is not an i32; more
+   * than 65535 headers or a header key over 65535 bytes; a topic that may
+   * exceed 65535 bytes): it then goes as JSON.
+   */
+  private binaryRecord(topic: string, r: ProduceRecord): Uint8Array | undefined {
+    const p = r.partition ?? -1;
+    if (r.timestamp !== undefined || p !== (p | 0) || topic.length > 21845) return;
+    const h = r.headers ? (Array.isArray(r.headers) ? r.headers : Object.entries(r.headers)) : [];
+    const hs = h.map(([k, v]): [Uint8Array, Uint8Array | null] => [utf8(k), toBytes(v)]);
+    if (hs.length > 65535 || hs.some(([k]) => k.length > 65535)) return;
+    return binRecord(p, toBytes(r.key), toBytes(r.value, this.o.jsonStrings), hs);
   }
 
   private maxFrame(): number {
@@ -615,35 +678,41 @@ export class Client implements SubHost {
 
   private flush(): void {
     while (this.ready && this.inflight < this.o.maxInflight && this.queue.length) {
-      const topic = this.queue[0].topic;
+      // One op: records of the first record's topic and framing (JSON or binary).
+      const { topic, bin } = this.queue[0];
       const head = `{"op":"produce","id":${this.nextId},"topic":${JSON.stringify(topic)},"records":[`;
+      const topicBytes = utf8(topic);
       const limit = this.maxFrame() - 16;
-      let size = head.length + 2;
-      let full = false;
+      let size = bin ? 11 + topicBytes.length : head.length + 2;
       const batch: Entry[] = [];
       const rest: Entry[] = [];
-      for (const e of this.queue) {
+      // Scan only up to the first record that does not fit: the rest of
+      // the queue is kept as it is (no per-op pass over a long queue).
+      const q = this.queue;
+      let i = 0;
+      for (; i < q.length; i++) {
+        const e = q[i];
         if (e.settled) {
           this.buffered--;
           continue;
         }
-        if (e.topic !== topic) rest.push(e);
-        else if (full || batch.length >= this.o.maxBatchRecords || size + e.bytes + 1 > limit) {
-          full = true;
-          rest.push(e);
-        } else {
+        if (e.topic !== topic || !e.bin !== !bin) rest.push(e);
+        else if (batch.length && (batch.length >= this.o.maxBatchRecords || size + e.bytes + 1 > limit)) break;
+        else {
           batch.push(e);
           size += e.bytes + 1;
         }
       }
-      this.queue = rest;
+      this.queue = i < q.length ? rest.concat(q.slice(i)) : rest;
       if (!batch.length) continue;
       const id = this.nextId++;
       const p: Pending = { resolve: noop, reject: noop, entries: batch };
       this.pending.set(id, p);
       this.inflight++;
       try {
-        this.ws!.send(head + batch.map((e) => e.json).join(",") + "]}");
+        this.ws!.send(
+          bin ? produceFrame(id, topicBytes, batch.map((e) => e.bin!)) : head + batch.map((e) => e.json).join(",") + "]}",
+        );
       } catch {
         // The close event puts the batch back (or fails it).
       }
@@ -667,6 +736,7 @@ export class Client implements SubHost {
    * callback (which may return a promise: the next record waits for it).
    */
   subscribe<V = unknown>(topic: string, options: SubscribeOptions = {}, onRecord?: (r: SamsaRecord<V>) => unknown): Subscription<V> {
+    if (this.o.binary && !options.format) options = { ...options, format: "binary" };
     const s = new Subscription<V>(this, `s${++this.subSeq}`, topic, options, onRecord);
     if (this.closeErr || this.closing) {
       s.fail(this.closeErr ?? new ConnectionClosedError("client closed", 1000));

@@ -28,6 +28,13 @@ export interface SubscribeOptions {
   encoding?: "auto" | Encoding;
   /** Delivery encoding of keys (default "auto"). */
   keyEncoding?: "auto" | Encoding;
+  /**
+   * "binary": deliveries come as binary frames (PROTOCOL.md §6) and every
+   * key, value and header value is a Uint8Array (or null), whatever
+   * `encoding`; "json" (default unless the client has `binary: true`):
+   * JSON deliveries decoded by their encoding.
+   */
+  format?: "json" | "binary";
   sessionTimeoutMs?: number;
   /** Group: called with the partitions (and start offsets) on every assignment. */
   onAssigned?: (partitions: PartitionStart[], generation: number) => void;
@@ -52,12 +59,15 @@ export interface SamsaRecord<V = unknown> {
   offset: number;
   /** Unix ms. */
   timestamp: number;
-  /** text → string, base64 → Uint8Array, json → the value; null when the key is null. */
+  /** text → string, base64 and binary → Uint8Array, json → the value; null when the key is null. */
   key: unknown;
-  /** json → the parsed value, text → string, base64 → Uint8Array; null is a Kafka null. */
+  /**
+   * json → the parsed value, text → string, base64 and binary → Uint8Array
+   * (the record's bytes); null is a Kafka null.
+   */
   value: V;
-  /** The encoding the value was delivered in. */
-  encoding: Encoding;
+  /** The encoding the value was delivered in; "binary" for binary deliveries (format "binary"). */
+  encoding: Encoding | "binary";
   headers: Header[];
 }
 
@@ -238,6 +248,7 @@ export class Subscription<V = unknown> implements AsyncIterable<SamsaRecord<V>> 
     if (o.filter) op.filter = o.filter;
     if (o.encoding) op.encoding = o.encoding;
     if (o.keyEncoding) op.key_encoding = o.keyEncoding;
+    if (o.format) op.format = o.format;
     if (o.sessionTimeoutMs) op.session_timeout_ms = o.sessionTimeoutMs;
     return op;
   }
@@ -294,7 +305,7 @@ export class Subscription<V = unknown> implements AsyncIterable<SamsaRecord<V>> 
     });
   }
 
-  /** @internal a `records` message. */
+  /** @internal a `records` message (JSON), or the records of a binary one. */
   onRecords(recs: RawRecord[]): void {
     if (this.ended) return;
     for (const r of recs) {
@@ -309,7 +320,7 @@ export class Subscription<V = unknown> implements AsyncIterable<SamsaRecord<V>> 
         timestamp: r.timestamp,
         key: decodeValue(r.key, r.key_encoding),
         value: decodeValue(r.value, r.encoding) as V,
-        encoding: (r.encoding ?? "json") as Encoding,
+        encoding: (r.encoding ?? "json") as Encoding | "binary",
         headers: decodeHeaders(r.headers),
       });
     }

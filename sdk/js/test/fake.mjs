@@ -6,7 +6,136 @@
 // [auth] enabled (PROTOCOL.md §9): nonce signing (verified with
 // node:crypto), bearer tokens, a cookie, permissions, expiry (4001) and
 // revocation; its "JWTs" are opaque strings registered in auth.tokens.
+// It speaks the binary frames of PROTOCOL.md §6 too: kind 1 produce
+// requests (answered by kind 2 acks) and kind 3 deliveries for
+// subscriptions with "format":"binary"; like a browser, it hands binary
+// frames to the client as a Blob unless binaryType is "arraybuffer"
+// ("nodebuffer": a Buffer, like the ws package's default).
 import { createPublicKey, randomBytes, verify } from "node:crypto";
+
+/** Binary error codes (PROTOCOL.md §2). */
+export const BINARY_CODES = ["ok", "bad_request", "unknown_op", "unknown_topic", "not_found", "too_large", "rejected", "forbidden", "unauthorized", "limit", "unavailable", "internal"];
+
+const strictUTF8 = new TextDecoder("utf-8", { fatal: true });
+const validUTF8 = (b) => {
+  try {
+    strictUTF8.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A JSON-form field (value, encoding) as bytes: json → its text, text → UTF-8, base64 → decoded; null → null. */
+function fieldBytes(v, enc) {
+  if (v === null || v === undefined) return null;
+  if (enc === "base64") return Buffer.from(v, "base64");
+  if (enc === "text") return Buffer.from(v, "utf8");
+  return Buffer.from(JSON.stringify(v), "utf8");
+}
+
+/** A log record's bytes: {key, value, headers: [{key, value}]}. */
+export function rawOf(r) {
+  if (r.raw) return r.raw;
+  return {
+    key: fieldBytes(r.key, r.key_encoding ?? "text"),
+    value: fieldBytes(r.value, r.encoding ?? "json"),
+    headers: (r.headers ?? []).map((h) => ({ key: h.key, value: fieldBytes(h.value, h.encoding ?? "text") })),
+  };
+}
+
+/** The JSON form of bytes delivered with encoding "auto" (PROTOCOL.md §3). */
+function autoValue(b) {
+  if (b === null) return { value: null, encoding: "json" };
+  if (validUTF8(b)) {
+    const t = b.toString("utf8");
+    try {
+      return { value: JSON.parse(t), encoding: "json" };
+    } catch {
+      return { value: t, encoding: "text" };
+    }
+  }
+  return { value: b.toString("base64"), encoding: "base64" };
+}
+const autoText = (b) => (b === null ? { value: null } : validUTF8(b) ? { value: b.toString("utf8"), encoding: "text" } : { value: b.toString("base64"), encoding: "base64" });
+
+/** Builds binary frames. */
+class Writer {
+  constructor() {
+    this.parts = [];
+  }
+  u8(v) {
+    this.parts.push(Buffer.from([v]));
+    return this;
+  }
+  u16(v) {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(v);
+    this.parts.push(b);
+    return this;
+  }
+  u32(v) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    this.parts.push(b);
+    return this;
+  }
+  i32(v) {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    this.parts.push(b);
+    return this;
+  }
+  i64(v) {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(v));
+    this.parts.push(b);
+    return this;
+  }
+  bytes(b) {
+    this.parts.push(Buffer.from(b));
+    return this;
+  }
+  str16(s) {
+    const b = Buffer.from(s, "utf8");
+    return this.u16(b.length).bytes(b);
+  }
+  nbytes(b) {
+    return b === null ? this.i32(-1) : this.i32(b.length).bytes(b);
+  }
+  done() {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** Reads a kind 1 frame into {op:"produce", binary:true, id, topic, records:[{partition?, key, value, headers}]}. */
+export function parseProduceFrame(buf) {
+  let o = 1;
+  const u16 = () => ((o += 2), buf.readUInt16LE(o - 2));
+  const u32 = () => ((o += 4), buf.readUInt32LE(o - 4));
+  const i32 = () => ((o += 4), buf.readInt32LE(o - 4));
+  const take = (n) => {
+    if (o + n > buf.length) throw new RangeError("short frame");
+    return buf.subarray(o, (o += n));
+  };
+  const nbytes = () => {
+    const n = i32();
+    return n === -1 ? null : Buffer.from(take(n));
+  };
+  if (buf[0] !== 1) throw new RangeError(`kind ${buf[0]}`);
+  const id = u32();
+  const topic = take(u16()).toString("utf8");
+  const records = [];
+  for (let n = u32(); n > 0; n--) {
+    const partition = i32();
+    const r = { key: nbytes(), value: nbytes(), headers: [] };
+    if (partition !== -1) r.partition = partition;
+    for (let h = u16(); h > 0; h--) r.headers.push({ key: take(u16()).toString("utf8"), value: nbytes() });
+    records.push(r);
+  }
+  if (o !== buf.length) throw new RangeError(`${buf.length - o} bytes after the records`);
+  return { op: "produce", binary: true, id, topic, records };
+}
 
 /** The raw Ed25519 public key of an nkey ("U..."): base32 decoded, prefix byte and checksum dropped. */
 export function nkeyRaw(pub) {
@@ -52,6 +181,10 @@ export class FakeServer {
     this.commits = [];
     /** deliver records starting this many offsets before the requested one (to test client-side dedupe) */
     this.rewind = 0;
+    /** when set, binary frames are handed over as this binaryType whatever the client set */
+    this.forceBinaryType = undefined;
+    /** binary frames sent to clients (Buffers), in order */
+    this.binaryOut = [];
     /**
      * null: no authentication (hello auth "none"). Else:
      *   tokens: Map token -> {user, bearer?, expires? (ms), produce?: [pattern], consume?: [pattern]}
@@ -120,6 +253,7 @@ class FakeSocket {
     this.url = url;
     this.protocols = protocols;
     this.readyState = 0;
+    this.binaryType = "blob";
     this.onopen = this.onmessage = this.onclose = this.onerror = null;
     this.subs = new Map();
     server.conns.push(this);
@@ -186,6 +320,28 @@ class FakeSocket {
     queueMicrotask(() => this.readyState === 1 && this.onmessage?.({ data }));
   }
 
+  /** Sends a binary frame (a Buffer), typed as the socket's binaryType asks. */
+  outBinary(buf) {
+    if (this.readyState !== 1) return;
+    this.server.binaryOut.push(buf);
+    const t = this.server.forceBinaryType ?? this.binaryType;
+    const data = t === "arraybuffer" ? buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length) : t === "nodebuffer" ? buf : new Blob([buf]);
+    queueMicrotask(() => this.readyState === 1 && this.onmessage?.({ data }));
+  }
+
+  /** A kind 2 ack: results, or an error {code, message}. */
+  binaryAck(id, results, err) {
+    const w = new Writer().u8(2).u32(id);
+    if (err) {
+      const code = BINARY_CODES.indexOf(err.code);
+      w.u16(code > 0 ? code : 11).str16(err.message ?? "");
+    } else {
+      w.u16(0).u32(results.length);
+      for (const r of results) w.i32(r.partition).i64(r.offset);
+    }
+    this.outBinary(w.done());
+  }
+
   serverClose(code, reason = "") {
     clearTimeout(this.expiry);
     if (this.readyState >= 2) return;
@@ -207,6 +363,7 @@ class FakeSocket {
 
   send(data) {
     if (this.readyState !== 1) throw new Error("not open");
+    if (typeof data !== "string") return this.sendBinary(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     const m = JSON.parse(data);
     this.server.frames.push(m);
     const reply = (o) => this.out(m.id === undefined ? o : { ...o, id: m.id });
@@ -259,7 +416,7 @@ class FakeSocket {
           }
           next.set(p, Math.max(0, Math.min(off, log[p].length) - s.rewind));
         }
-        const sub = { name: m.sub, topic: m.topic, group: m.group, credit: m.credit ?? 1000, next };
+        const sub = { name: m.sub, topic: m.topic, group: m.group, credit: m.credit ?? 1000, next, binary: m.format === "binary" };
         this.subs.set(m.sub, sub);
         const partitions = parts.map((p) => ({ partition: p, offset: next.get(p), high_watermark: log[p].length }));
         if (m.group) {
@@ -298,6 +455,41 @@ class FakeSocket {
     }
   }
 
+  sendBinary(buf) {
+    const s = this.server;
+    let m;
+    try {
+      m = parseProduceFrame(buf);
+    } catch (e) {
+      return this.out({ type: "error", code: "bad_request", message: `binary frame: ${e.message}` });
+    }
+    s.frames.push(m);
+    if (s.auth) {
+      if (!this.principal) return this.binaryAck(m.id, null, { code: "unauthorized", message: "not authenticated" });
+      if (!permits(this.principal.produce, m.topic)) return this.binaryAck(m.id, null, { code: "forbidden", message: `${this.principal.user} may not produce ${m.topic}` });
+    }
+    const err = s.produceHook?.(m);
+    if (err) return this.binaryAck(m.id, null, err);
+    const log = s.log(m.topic);
+    const results = m.records.map((r) => {
+      const p = r.partition ?? 0;
+      if (p < 0 || p >= log.length) return null;
+      const v = autoValue(r.value);
+      const rec = { raw: r, value: v.value, encoding: v.encoding, key: null, timestamp: Date.now() };
+      if (r.key !== null) {
+        const k = autoText(r.key);
+        rec.key = k.value;
+        rec.key_encoding = k.encoding;
+      }
+      if (r.headers.length) rec.headers = r.headers.map((h) => ({ key: h.key, ...autoText(h.value) }));
+      log[p].push(rec);
+      return { partition: p, offset: log[p].length - 1 };
+    });
+    if (results.includes(null)) return this.binaryAck(m.id, null, { code: "unknown_topic", message: "no such partition" });
+    if (!s.holdAcks) this.binaryAck(m.id, results);
+    for (const c of s.live()) c.pumpAll();
+  }
+
   pumpAll() {
     for (const sub of this.subs.values()) this.pump(sub);
   }
@@ -319,6 +511,14 @@ class FakeSocket {
       }
       sub.next.set(p, o);
     }
-    if (recs.length) this.out({ type: "records", sub: sub.name, records: recs });
+    if (!recs.length) return;
+    if (!sub.binary) return this.out({ type: "records", sub: sub.name, records: recs });
+    const w = new Writer().u8(3).str16(sub.name).u32(recs.length);
+    for (const d of recs) {
+      const raw = rawOf(log[d.partition][d.offset]);
+      w.i32(d.partition).i64(d.offset).i64(d.timestamp).nbytes(raw.key).nbytes(raw.value).u16(raw.headers.length);
+      for (const h of raw.headers) w.str16(h.key).nbytes(h.value);
+    }
+    this.outBinary(w.done());
   }
 }

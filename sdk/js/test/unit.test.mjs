@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, backoffDelay, SamsaError, ConnectionClosedError, TimeoutError, AuthError, toBase64, fromBase64 } from "../dist/samsa.js";
-import { FakeServer } from "./fake.mjs";
+import { FakeServer, parseProduceFrame } from "./fake.mjs";
 import { sleep, until } from "./util.mjs";
 
 function open(server, opts = {}) {
@@ -494,4 +494,236 @@ test("close: waits for acks of produced records, then closes; later calls fail",
   await assert.rejects(c.produce("t", { value: 1 }), (e) => e instanceof ConnectionClosedError);
   const sub = c.subscribe("t", {});
   await assert.rejects(sub.closed, (e) => e instanceof ConnectionClosedError);
+});
+
+// ---- binary frames (PROTOCOL.md §6) ----
+
+const bytes = (s) => new Uint8Array(Buffer.from(s, "utf8"));
+const text = (b) => (b === null ? null : Buffer.from(b).toString("utf8"));
+const binaryOps = (s) => s.opsOf("produce").filter((o) => o.binary);
+
+test("binary produce: kind 1 frames, values as bytes, acks by id; timestamped records go as JSON", async () => {
+  const s = new FakeServer();
+  s.partitions = 3;
+  const c = await open(s, { binary: true });
+  assert.equal(s.conns[0].binaryType, "arraybuffer", "binary frames as ArrayBuffers, not Blobs");
+  const rs = await Promise.all([
+    c.produce("t", { value: new Uint8Array([0, 1, 255]), key: new Uint8Array([7]) }),
+    c.produce("t", { value: "héllo", key: "k" }),
+    c.produce("t", { value: { a: [1, "x"] } }),
+    c.produce("t", { value: 42 }),
+    c.produce("t", { value: null, key: null }),
+    c.produce("t", { value: "", headers: [["h", "v"], ["b", new Uint8Array([1, 2])], ["n", null], ["h", "again"]] }),
+    c.produce("t", { value: "p2", partition: 2 }),
+    c.produce("t", { value: "ts", timestamp: new Date(1000) }),
+  ]);
+  assert.deepEqual(
+    rs.map((r) => [r.partition, r.offset]),
+    [[0, 0], [0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [2, 0], [0, 6]],
+  );
+  const ops = s.opsOf("produce");
+  assert.equal(ops.length, 2, "one binary op and one JSON op");
+  const [b, j] = ops;
+  assert.equal(b.binary, true);
+  assert.equal(b.topic, "t");
+  assert.equal(b.records.length, 7);
+  const r = b.records;
+  assert.deepEqual([[...r[0].value], [...r[0].key], r[0].partition], [[0, 1, 255], [7], undefined]);
+  assert.deepEqual([text(r[1].value), text(r[1].key)], ["héllo", "k"]);
+  assert.equal(text(r[2].value), '{"a":[1,"x"]}');
+  assert.equal(text(r[3].value), "42");
+  assert.deepEqual([r[4].value, r[4].key], [null, null]);
+  assert.equal(r[5].value.length, 0, "an empty string is empty bytes, not null");
+  assert.deepEqual(
+    r[5].headers.map((h) => [h.key, h.value && [...h.value]]),
+    [["h", [...bytes("v")]], ["b", [1, 2]], ["n", null], ["h", [...bytes("again")]]],
+  );
+  assert.equal(r[6].partition, 2);
+  assert.equal(j.binary, undefined);
+  assert.deepEqual(j.records, [{ value: "ts", encoding: "text", timestamp: 1000 }]);
+  // ids of binary frames are request ids: acks matched by them
+  assert.ok(b.id > 0 && b.id !== j.id);
+  await c.close();
+
+  const c2 = await open(s, { binary: true, jsonStrings: true });
+  await c2.produce("t", { value: "hi" });
+  assert.equal(text(binaryOps(s).at(-1).records[0].value), '"hi"', "jsonStrings: the JSON text of the string");
+  await c2.close();
+});
+
+test("binary produce: topics and framings batch separately, in order, split by maxBatchRecords", async () => {
+  const s = new FakeServer();
+  const c = await open(s, { binary: true, maxBatchRecords: 3 });
+  const ps = [];
+  for (let i = 0; i < 7; i++) ps.push(c.produce("a", { value: i }));
+  ps.push(c.produce("b", { value: "x" }));
+  const rs = await Promise.all(ps);
+  assert.deepEqual(
+    rs.map((r) => r.offset),
+    [0, 1, 2, 3, 4, 5, 6, 0],
+  );
+  assert.deepEqual(
+    binaryOps(s).map((o) => [o.topic, o.records.length]),
+    [["a", 3], ["a", 3], ["a", 1], ["b", 1]],
+  );
+  assert.deepEqual(
+    s.log("a")[0].map((r) => r.value),
+    [0, 1, 2, 3, 4, 5, 6],
+  );
+  await c.close();
+});
+
+test("binary produce: errors in binary acks are the same typed errors as JSON; unavailable is retried", async () => {
+  const s = new FakeServer();
+  s.requireAuth().tokens.set("tok", { user: "UA", bearer: true, produce: ["ok.>"], consume: [] });
+  const c = await open(s, { binary: true, auth: { bearer: "tok" } });
+  await assert.rejects(c.produce("nope", { value: 1 }), (e) => e instanceof SamsaError && e.code === "forbidden" && /may not produce/.test(e.message));
+  await assert.rejects(c.produce("ok.t", { value: 1, partition: 5 }), (e) => e instanceof SamsaError && e.code === "unknown_topic");
+  for (const code of ["rejected", "too_large", "bad_request", "internal"]) {
+    s.produceHook = () => ({ code, message: `no: ${code}` });
+    await assert.rejects(c.produce("ok.t", { value: 1 }), (e) => e instanceof SamsaError && e.code === code && e.message === `no: ${code}`);
+  }
+  let n = 0;
+  s.produceHook = () => (n++ < 2 ? { code: "unavailable", message: "closing" } : undefined);
+  assert.deepEqual(await c.produce("ok.t", { value: "after retries" }), { partition: 0, offset: 0 });
+  assert.equal(n, 3);
+  s.produceHook = () => ({ code: "unavailable", message: "still closing" });
+  const c2 = await open(s, { binary: true, auth: { bearer: "tok" }, requestTimeoutMs: 200 });
+  await assert.rejects(c2.produce("ok.t", { value: 1 }), (e) => e instanceof SamsaError && e.code === "unavailable");
+  await c.close();
+  await c2.close();
+});
+
+test("binary produce: in-flight binary ops are re-sent after a reconnect; a too large record is refused", async () => {
+  const s = new FakeServer();
+  const c = await open(s, { binary: true });
+  s.holdAcks = true;
+  const p1 = c.produce("t", { value: "a" });
+  await until(() => binaryOps(s).length === 1, 1000);
+  s.drop();
+  await until(() => c.state === "reconnecting", 1000);
+  const p2 = c.produce("t", { value: "b" });
+  s.holdAcks = false;
+  const [r1, r2] = await Promise.all([p1, p2]);
+  assert.deepEqual([r1.offset, r2.offset], [1, 2]);
+  assert.deepEqual(
+    binaryOps(s).map((o) => o.records.map((r) => text(r.value))),
+    [["a"], ["a", "b"]],
+  );
+  await assert.rejects(c.produce("t", { value: new Uint8Array(1 << 20) }), (e) => e.code === "too_large");
+  await c.close();
+});
+
+test("binary subscribe: records with Uint8Array keys, values and headers; the client option sets the default", async () => {
+  const s = new FakeServer();
+  const pc = await open(s);
+  await Promise.all([
+    pc.produce("t", { value: { a: 1 }, key: "k" }),
+    pc.produce("t", { value: "txt", headers: [["h", "v"], ["n", null], ["b", new Uint8Array([0, 255])]] }),
+    pc.produce("t", { value: new Uint8Array([9, 8]), key: new Uint8Array([255]) }),
+    pc.produce("t", { value: null, timestamp: 1234 }),
+    pc.produce("t", { value: "" }),
+  ]);
+  const check = (recs) => {
+    assert.deepEqual(
+      recs.map((r) => [r.topic, r.partition, r.offset, r.encoding]),
+      [0, 1, 2, 3, 4].map((o) => ["t", 0, o, "binary"]),
+    );
+    assert.ok(recs.every((r) => r.value === null || r.value instanceof Uint8Array));
+    assert.equal(text(recs[0].value), '{"a":1}');
+    assert.equal(text(recs[0].key), "k");
+    assert.equal(text(recs[1].value), "txt");
+    assert.equal(recs[1].key, null);
+    assert.deepEqual(
+      recs[1].headers.map((h) => [h.key, h.value && [...h.value]]),
+      [["h", [...bytes("v")]], ["n", null], ["b", [0, 255]]],
+    );
+    assert.deepEqual([[...recs[2].value], [...recs[2].key]], [[9, 8], [255]]);
+    assert.deepEqual(recs[2].headers, []);
+    assert.deepEqual([recs[3].value, recs[3].timestamp], [null, 1234]);
+    assert.equal(recs[4].value.length, 0);
+  };
+  // per subscription
+  const sub = pc.subscribe("t", { from: "earliest", format: "binary" });
+  check(await take(sub[Symbol.asyncIterator](), 5));
+  assert.equal(s.opsOf("subscribe")[0].format, "binary");
+  // client default; format "json" still gives JSON deliveries
+  const bc = await open(s, { binary: true });
+  check(await take(bc.subscribe("t", { from: "earliest" })[Symbol.asyncIterator](), 5));
+  assert.equal(s.opsOf("subscribe")[1].format, "binary");
+  const [j] = await take(bc.subscribe("t", { from: "earliest", format: "json" })[Symbol.asyncIterator](), 1);
+  assert.deepEqual([j.value, j.key, j.encoding], [{ a: 1 }, "k", "json"]);
+  assert.equal(s.opsOf("subscribe")[2].format, "json");
+  // a JSON client's subscriptions do not ask for a format (JSON deliveries)
+  const [pj] = await take(pc.subscribe("t", { from: "earliest" })[Symbol.asyncIterator](), 1);
+  assert.equal(pj.encoding, "json");
+  assert.ok(!("format" in s.opsOf("subscribe")[3]));
+  await pc.close();
+  await bc.close();
+});
+
+test("binary subscribe: frames as Buffers (ws nodebuffer) work too; an unreadable frame reconnects and resumes", async () => {
+  const s = new FakeServer();
+  s.forceBinaryType = "nodebuffer";
+  const c = await open(s, { binary: true });
+  s.append("t", 0, 0, 1);
+  const sub = c.subscribe("t", { from: "earliest" });
+  const it = sub[Symbol.asyncIterator]();
+  assert.deepEqual(
+    (await take(it, 2)).map((r) => text(r.value)),
+    ["0", "1"],
+  );
+  // a truncated kind 3 frame: the link is dropped, the subscription resumes from offset 2
+  s.conns[0].outBinary(Buffer.from([3, 2, 0, 115, 49, 5, 0, 0, 0, 0]));
+  await until(() => s.conns.length === 2 && c.state === "open", 2000, "reconnect after a bad frame");
+  s.append("t", 0, 2);
+  const [r] = await take(it, 1);
+  assert.deepEqual([r.offset, text(r.value)], [2, "2"]);
+  assert.deepEqual(s.opsOf("subscribe").at(-1).from, { offsets: { 0: 2 } });
+  // unknown kinds are ignored
+  s.conns[1].outBinary(Buffer.from([9, 1, 2]));
+  await sleep(10);
+  assert.equal(c.state, "open");
+  await c.close();
+});
+
+test("binary subscribe: credit window, resume without duplicates, groups and commits work as with JSON", async () => {
+  const s = new FakeServer();
+  s.partitions = 2;
+  const c = await open(s, { binary: true });
+  for (let i = 0; i < 40; i++) s.append("t", i % 2, i);
+  const sub = c.subscribe("t", { from: "earliest", credit: 10 });
+  await until(() => sub.buffered === 10, 1000, "the first window");
+  await sleep(20);
+  assert.equal(sub.buffered, 10, "nothing beyond the credit");
+  const it = sub[Symbol.asyncIterator]();
+  const got = await take(it, 15);
+  // the server re-sends from before the resume point: the client drops the repeats
+  s.rewind = 3;
+  s.drop();
+  got.push(...(await take(it, 25)));
+  const seen = got.map((r) => `${r.partition}/${r.offset}`);
+  assert.equal(new Set(seen).size, 40, "no duplicates");
+  assert.deepEqual(got.map((r) => +text(r.value)).sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i));
+  assert.ok(s.opsOf("credit").length > 0);
+  s.rewind = 0;
+
+  const g = c.subscribe("t", { from: "earliest", group: "g" });
+  const git = g[Symbol.asyncIterator]();
+  assert.equal((await take(git, 40)).length, 40);
+  assert.deepEqual(g.assignment, [0, 1]);
+  await g.commit();
+  assert.deepEqual(
+    s.opsOf("commit")[0].offsets.sort((a, b) => a.partition - b.partition),
+    [
+      { partition: 0, offset: 20 },
+      { partition: 1, offset: 20 },
+    ],
+  );
+  await c.close();
+});
+
+test("binary frames: the fake's parser reads exactly what the client wrote", () => {
+  // guards the fake itself: a trailing byte is an error
+  assert.throws(() => parseProduceFrame(Buffer.from([1, 1, 0, 0, 0, 1, 0, 116, 0, 0, 0, 0, 9])), /after the records/);
 });
