@@ -10,6 +10,9 @@ import (
 const (
 	LatestTimestamp   int64 = -1
 	EarliestTimestamp int64 = -2
+	// MaxTimestamp asks for the record with the largest timestamp (the
+	// first of them, by offset), with that timestamp (KIP-734).
+	MaxTimestamp int64 = -3
 )
 
 // Offsets returns a partition's log start offset and high watermark. A
@@ -25,7 +28,8 @@ func (b *Broker) Offsets(topic string, partition int32) (start, hwm int64, err e
 // ListOffset answers Kafka's ListOffsets for one partition: LatestTimestamp
 // gives the high watermark, EarliestTimestamp the log start offset, and a
 // timestamp (ms) the offset of the first record whose timestamp is at or
-// after it, with that record's timestamp. When no record is that recent it
+// after it, with that record's timestamp; MaxTimestamp the first record
+// with the largest timestamp. When no record is that recent it
 // returns offset -1 and timestamp -1, as Kafka does. A filtered view
 // answers from its source (the offset may be of a record the view drops;
 // consumers skip ahead from it).
@@ -40,6 +44,12 @@ func (b *Broker) ListOffset(topic string, partition int32, timestamp int64) (off
 		return hwm, -1, nil
 	case timestamp == EarliestTimestamp:
 		return p.log.StartOffset(), -1, nil
+	case timestamp == MaxTimestamp:
+		// The first batch holding the log's largest timestamp holds the
+		// first record with it.
+		if timestamp = p.log.MaxTimestamp(); timestamp < 0 {
+			return -1, -1, nil
+		}
 	case timestamp < 0:
 		return -1, -1, fmt.Errorf("%w: unsupported special timestamp %d", ErrInvalidConfig, timestamp)
 	}

@@ -881,6 +881,20 @@ func (l *Log) OffsetForTime(ts int64) (batch []byte, found bool, err error) {
 	return nil, false, nil
 }
 
+// MaxTimestamp returns the largest batch MaxTimestamp of the log (of what
+// is appended, synced or not), or -1 when the log holds no batch.
+func (l *Log) MaxTimestamp() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	m := int64(-1)
+	for _, s := range l.segs {
+		if s.size > 0 {
+			m = max(m, s.maxTS)
+		}
+	}
+	return m
+}
+
 // Scan calls fn with the header of every batch from the one containing from
 // to the end of the log as of the call, in order. It stops at the first
 // error fn returns and returns it. from below the start offset scans from

@@ -527,3 +527,44 @@ func TestInitProducerIDTransactional(t *testing.T) {
 		t.Fatalf("idempotent InitProducerId: %+v", resp)
 	}
 }
+
+// TestListOffsetsMaxTimestamp: ListOffsets v7+ with timestamp -3 answers
+// the first record with the largest timestamp (KIP-734), in any segment;
+// older versions refuse it.
+func TestListOffsetsMaxTimestamp(t *testing.T) {
+	e := startServer(t, func(o *broker.Options, _ *Options) { o.Defaults.SegmentBytes = 300 })
+	ctx := testCtx(t)
+	cl := e.client(t, kgo.DefaultProduceTopic("maxts"), kgo.AllowAutoTopicCreation())
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	// Largest timestamp (minute 9) first at offset 2, again at offset 5;
+	// small segments put them in different segments.
+	for i, m := range []int{5, 7, 9, 3, 1, 9, 4} {
+		r := &kgo.Record{Value: []byte{byte(i)}, Timestamp: base.Add(time.Duration(m) * time.Minute)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(version int16) kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = version
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "maxts"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = -3
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		rc := e.dial(t)
+		rc.send(req, 9)
+		resp := kmsg.NewPtrListOffsetsResponse()
+		resp.Version = version
+		rc.recv(9, resp)
+		return resp.Topics[0].Partitions[0]
+	}
+	if p := ask(7); p.ErrorCode != 0 || p.Offset != 2 || p.Timestamp != base.Add(9*time.Minute).UnixMilli() {
+		t.Fatalf("max timestamp (v7): %+v", p)
+	}
+	if p := ask(6); p.ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("max timestamp at v6: %+v", p)
+	}
+}

@@ -183,9 +183,9 @@ func handleListOffsets(c *conn, kreq kmsg.Request) reply {
 			if ts == -4 { // earliest local: all of the log is local
 				ts = broker.EarliestTimestamp
 			}
-			if ts < 0 && ts != broker.LatestTimestamp && ts != broker.EarliestTimestamp {
-				// -3 (max timestamp), -5 (latest tiered) and newer
-				// specials are not supported.
+			if ts < 0 && ts != broker.LatestTimestamp && ts != broker.EarliestTimestamp && !(ts == broker.MaxTimestamp && req.Version >= 7) {
+				// -5 (latest tiered) and newer specials are not
+				// supported; -3 (max timestamp) exists from v7.
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
