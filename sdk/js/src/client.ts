@@ -38,7 +38,11 @@ export interface ClientOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** How long connect() waits for the first connection (retrying when reconnect is on). Default 30 s. */
   connectTimeoutMs?: number;
-  /** Deadline of a request (produce: from the produce() call, across reconnects). Default 30 s. */
+  /**
+   * Deadline of a request (produce: from the produce() call, across
+   * reconnects). Default 30 s. One timer per client checks the deadlines:
+   * what is overdue fails within min(requestTimeoutMs/4, 1 s) past it.
+   */
   requestTimeoutMs?: number;
   /**
    * App-level heartbeat: when nothing was received for this long, send a
@@ -123,15 +127,24 @@ interface Entry {
   resolve: (r: ProduceResult) => void;
   reject: (e: unknown) => void;
   settled: boolean;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Date.now() past which the record fails (checked by the client's sweep). */
+  deadline: number;
   lastError?: SamsaError;
 }
 
 interface Pending {
   resolve: (msg: any) => void;
   reject: (e: unknown) => void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Requests (not produce ops): when the reply is overdue, and what then. */
+  deadline?: number;
+  expire?: () => void;
   entries?: Entry[];
+}
+
+/** Someone waiting for the connection (a request made while disconnected). */
+interface Waiter {
+  deadline: number;
+  wake: (timedOut: boolean) => void;
 }
 
 
@@ -194,7 +207,16 @@ export class Client implements SubHost {
   private pingTimer?: ReturnType<typeof setInterval>;
   private lastRecv = 0;
   private pinging = false;
-  private readyWaiters: Array<() => void> = [];
+  private readyWaiters: Waiter[] = [];
+  /** Produce ops refused with "unavailable", waiting to go back to the queue. */
+  private retrying = new Map<Entry[], ReturnType<typeof setTimeout>>();
+  /**
+   * The one timer that fails overdue records, requests and waiters (no
+   * timer per record): armed while any is pending, for the earliest
+   * deadline (at least `sweepEvery()` after the previous sweep).
+   */
+  private sweepTimer?: ReturnType<typeof setTimeout>;
+  private sweepAt = 0;
   private connectedRes!: [() => void, (e: unknown) => void];
   private creds?: Credentials;
   private closing = false;
@@ -287,7 +309,6 @@ export class Client implements SubHost {
     const resend: Entry[] = [];
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
-      clearTimeout(p.timer);
       if (p.entries) {
         this.inflight--;
         if (this.o.resendOnReconnect && !this.closing) resend.push(...p.entries);
@@ -389,10 +410,10 @@ export class Client implements SubHost {
 
   private settle(id: number, p: Pending, err?: SamsaError, msg?: any): void {
     this.pending.delete(id);
-    clearTimeout(p.timer);
     if (!p.entries) {
       if (err) p.reject(err);
       else p.resolve(msg);
+      this.idleCheck();
       return;
     }
     this.inflight--;
@@ -401,11 +422,12 @@ export class Client implements SubHost {
         // Temporarily unable (broker closing, storage): retry until the records' deadline.
         for (const e of p.entries) e.lastError = err;
         const again = p.entries;
-        setTimeout(() => {
-          if (this.closeErr) return this.rejectEntries(again, again[0].lastError);
+        const t = setTimeout(() => {
+          if (!this.retrying.delete(again)) return;
           this.queue = again.concat(this.queue);
           this.scheduleFlush();
         }, 50 + backoffDelay(2, 100, 1000, this.o.random));
+        this.retrying.set(again, t);
       } else this.rejectEntries(p.entries, err);
     } else {
       const res: ProduceResult[] = msg?.results ?? [];
@@ -413,11 +435,11 @@ export class Client implements SubHost {
         this.buffered--;
         if (e.settled) return;
         e.settled = true;
-        clearTimeout(e.timer);
         e.resolve(res[i]);
       });
     }
     this.scheduleFlush();
+    this.idleCheck();
   }
 
   private onHello(m: any): void {
@@ -520,7 +542,7 @@ export class Client implements SubHost {
     for (const s of this.subs.values()) if (!s.ended) this.subscribeSub(s);
     const ws = this.readyWaiters;
     this.readyWaiters = [];
-    ws.forEach((f) => f());
+    ws.forEach((w) => w.wake(false));
     this.scheduleFlush();
   }
 
@@ -552,12 +574,11 @@ export class Client implements SubHost {
     if (this.ready) return Promise.resolve();
     if (this.closeErr) return Promise.reject(this.closeErr);
     return new Promise((res, rej) => {
-      const t = setTimeout(() => rej(new TimeoutError("not connected")), Math.max(0, deadline - Date.now()));
-      this.readyWaiters.push(() => {
-        clearTimeout(t);
-        if (this.closeErr) rej(this.closeErr);
-        else res();
+      this.readyWaiters.push({
+        deadline,
+        wake: (timedOut) => (timedOut ? rej(new TimeoutError("not connected")) : this.closeErr ? rej(this.closeErr) : res()),
       });
+      this.arm(deadline);
     });
   }
 
@@ -572,18 +593,15 @@ export class Client implements SubHost {
   private rawRequest(ws: WebSocketLike | undefined, msg: Record<string, unknown>, timeoutMs = this.o.requestTimeoutMs): Promise<any> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      const p: Pending = { resolve, reject };
-      p.timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new TimeoutError(`${msg.op}: no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, p);
+      const deadline = Date.now() + timeoutMs;
+      const p: Pending = { resolve, reject, deadline, expire: () => reject(new TimeoutError(`${msg.op}: no reply within ${timeoutMs} ms`)) };
       try {
         if (!ws || ws !== this.ws) throw 0;
+        this.pending.set(id, p);
         ws.send(JSON.stringify({ ...msg, id }));
+        this.arm(deadline);
       } catch {
         this.pending.delete(id);
-        clearTimeout(p.timer);
         reject(new ConnectionClosedError("not connected"));
       }
     });
@@ -599,7 +617,7 @@ export class Client implements SubHost {
   produce(topic: string, record: ProduceRecord): Promise<ProduceResult> {
     return new Promise((resolve, reject) => {
       if (this.closeErr || this.closing) return reject(this.closeErr ?? new ConnectionClosedError("client closed", 1000));
-      const e: Entry = { topic, bytes: 0, resolve, reject, settled: false };
+      const e: Entry = { topic, bytes: 0, resolve, reject, settled: false, deadline: 0 };
       const bin = this.o.binary && this.binaryRecord(topic, record);
       if (bin) {
         e.bin = bin;
@@ -630,18 +648,10 @@ export class Client implements SubHost {
             : new ConnectionClosedError(`disconnected and ${this.o.maxBufferedRecords} records wait already`),
         );
       }
-      e.timer = setTimeout(() => {
-        if (e.settled) return;
-        e.settled = true;
-        const i = this.queue.indexOf(e);
-        if (i >= 0) {
-          this.queue.splice(i, 1);
-          this.buffered--;
-        }
-        reject(e.lastError ?? new TimeoutError(`produce to ${topic}: no ack within ${this.o.requestTimeoutMs} ms`));
-      }, this.o.requestTimeoutMs);
+      e.deadline = Date.now() + this.o.requestTimeoutMs;
       this.buffered++;
       this.queue.push(e);
+      this.arm(e.deadline);
       this.scheduleFlush();
     });
   }
@@ -724,9 +734,83 @@ export class Client implements SubHost {
       this.buffered--;
       if (e.settled) continue;
       e.settled = true;
-      clearTimeout(e.timer);
       e.reject(err);
     }
+  }
+
+  // ---- deadlines ----
+
+  /** The sweep's granularity: how late past its deadline something may fail. */
+  private sweepEvery(): number {
+    return Math.max(1, Math.min(this.o.requestTimeoutMs / 4, 1000));
+  }
+
+  /** Makes sure the sweep runs by deadline (by one timer for the whole client). */
+  private arm(deadline: number): void {
+    if (this.sweepTimer !== undefined && this.sweepAt <= deadline) return;
+    clearTimeout(this.sweepTimer);
+    this.sweepAt = deadline;
+    // +1: timers count whole ms on another clock than Date.now().
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, deadline - Date.now()) + 1);
+  }
+
+  /** Stops the sweep when nothing waits for a deadline (so an idle client holds no timer). */
+  private idleCheck(): void {
+    if (this.sweepTimer !== undefined && !this.buffered && !this.pending.size && !this.readyWaiters.length) {
+      clearTimeout(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /**
+   * Fails what is overdue: produced records (TimeoutError, or the last
+   * error of their op), requests (their own expiry) and waiters for the
+   * connection; then arms itself for the earliest deadline left. One pass
+   * over what is pending (at most maxBufferedRecords records), once per
+   * deadline rather than a timer per record.
+   */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    const fired: Array<() => void> = [];
+    const expire = (e: Entry): void => {
+      if (e.settled) return;
+      if (e.deadline > now) {
+        if (e.deadline < next) next = e.deadline;
+        return;
+      }
+      e.settled = true;
+      const err = e.lastError ?? new TimeoutError(`produce to ${e.topic}: no ack within ${this.o.requestTimeoutMs} ms`);
+      fired.push(() => e.reject(err));
+    };
+    for (const [id, p] of this.pending) {
+      if (p.entries) p.entries.forEach(expire);
+      else if (p.deadline === undefined) continue;
+      else if (p.deadline > now) next = Math.min(next, p.deadline);
+      else {
+        this.pending.delete(id);
+        fired.push(p.expire!);
+      }
+    }
+    for (const batch of this.retrying.keys()) batch.forEach(expire);
+    const q = this.queue;
+    q.forEach(expire);
+    // Overdue records leave the queue now (they no longer count as buffered).
+    if (q.some((e) => e.settled)) {
+      this.queue = q.filter((e) => !e.settled);
+      this.buffered -= q.length - this.queue.length;
+    }
+    this.readyWaiters = this.readyWaiters.filter((w) => {
+      if (w.deadline > now) {
+        next = Math.min(next, w.deadline);
+        return true;
+      }
+      fired.push(() => w.wake(true));
+      return false;
+    });
+    if (next < Infinity) this.arm(Math.max(next, now + this.sweepEvery()));
+    for (const f of fired) f();
   }
 
   // ---- subscribe ----
@@ -764,15 +848,12 @@ export class Client implements SubHost {
         }
       },
     };
-    p.timer = setTimeout(() => {
-      // An unanswered subscribe: the link is unusable; reconnect and resubscribe.
-      if (this.ws === ws) this.dropLink("subscribe timeout");
-    }, this.o.requestTimeoutMs);
+    // An unanswered subscribe: the link is unusable; reconnect and resubscribe.
+    p.deadline = Date.now() + this.o.requestTimeoutMs;
+    p.expire = () => this.ws === ws && this.dropLink("subscribe timeout");
     this.pending.set(id, p);
-    if (!this.send(s.subscribeOp(id))) {
-      this.pending.delete(id);
-      clearTimeout(p.timer);
-    }
+    if (this.send(s.subscribeOp(id))) this.arm(p.deadline);
+    else this.pending.delete(id);
   }
 
   /** @internal */
@@ -870,12 +951,18 @@ export class Client implements SubHost {
     if (this.ws) this.dropLink("closed");
     this.rejectEntries(this.queue, ce);
     this.queue = [];
+    for (const [batch, t] of this.retrying) {
+      clearTimeout(t);
+      this.rejectEntries(batch, batch[0].lastError ?? ce);
+    }
+    this.retrying.clear();
     for (const s of this.subs.values()) s.fail(ce);
     this.subs.clear();
     this.connectedRes[1](err);
     const ws = this.readyWaiters;
     this.readyWaiters = [];
-    ws.forEach((f) => f());
+    ws.forEach((w) => w.wake(false));
+    this.idleCheck();
     this.setState("closed", err);
   }
 }

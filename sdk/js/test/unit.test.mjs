@@ -727,3 +727,131 @@ test("binary frames: the fake's parser reads exactly what the client wrote", () 
   // guards the fake itself: a trailing byte is an error
   assert.throws(() => parseProduceFrame(Buffer.from([1, 1, 0, 0, 0, 1, 0, 116, 0, 0, 0, 0, 9])), /after the records/);
 });
+
+// ---- deadlines: one sweep timer per client, not a timer per record ----
+
+/**
+ * Wraps the global setTimeout/clearTimeout (which the bundle calls) to
+ * count timers set and keep those still live (neither fired nor
+ * cleared). restore() puts the originals back.
+ */
+function trackTimers() {
+  const { setTimeout: set, clearTimeout: clear } = globalThis;
+  const t = { set: 0, live: new Set() };
+  globalThis.setTimeout = (fn, ms, ...args) => {
+    t.set++;
+    const h = set(() => {
+      t.live.delete(h);
+      fn(...args);
+    }, ms);
+    t.live.add(h);
+    return h;
+  };
+  globalThis.clearTimeout = (h) => {
+    t.live.delete(h);
+    clear(h);
+  };
+  t.restore = () => Object.assign(globalThis, { setTimeout: set, clearTimeout: clear });
+  return t;
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test("deadlines: 10,000 records in flight use O(1) timers; an idle client holds none", async () => {
+  for (const binary of [false, true]) {
+    const s = new FakeServer();
+    const c = await open(s, { binary });
+    s.holdAcks = true;
+    const timers = trackTimers();
+    let ps;
+    try {
+      ps = Array.from({ length: 10_000 }, (_, i) => c.produce("t", { value: `v${i}` }));
+      await tick();
+      assert.equal(s.opsOf("produce").length, 10, "all 10,000 records sent (10 ops of 1000)");
+      assert.ok(timers.set <= 2, `binary=${binary}: ${timers.set} timers set for 10,000 records`);
+      assert.ok(timers.live.size <= 2, `binary=${binary}: ${timers.live.size} timers live`);
+      // the acks were lost: the ops go again after a reconnect and are acked
+      s.holdAcks = false;
+      s.drop();
+      const rs = await Promise.all(ps);
+      assert.deepEqual(
+        rs.map((r) => r.offset),
+        Array.from({ length: 10_000 }, (_, i) => 10_000 + i),
+      );
+      await tick();
+      assert.equal(timers.live.size, 0, `binary=${binary}: timers left on an idle client`);
+    } finally {
+      timers.restore();
+    }
+    await c.close();
+  }
+});
+
+test("deadlines: a record past its deadline fails with TimeoutError while later ones are acked", async () => {
+  for (const binary of [false, true]) {
+    const s = new FakeServer();
+    const c = await open(s, { binary, requestTimeoutMs: 300 });
+    const first = (m) => (binary ? text(m.records[0].value) : m.records[0].value);
+    s.produceHook = (m) => {
+      s.holdAcks = first(m) === "slow"; // appended (offset 0) but never acknowledged
+    };
+    const slow = c.produce("t", { value: "slow" });
+    await until(() => s.opsOf("produce").length === 1, 1000);
+    const now = [c.produce("t", { value: "a" }), c.produce("t", { value: "b" })];
+    await sleep(150);
+    const later = c.produce("t", { value: "c" });
+    await assert.rejects(slow, (e) => e instanceof TimeoutError && e.code === "timeout" && /produce to t/.test(e.message), `binary=${binary}`);
+    const after = c.produce("t", { value: "d" });
+    assert.deepEqual(
+      (await Promise.all([...now, later, after])).map((r) => r.offset),
+      [1, 2, 3, 4],
+    );
+    // past the later records' deadlines: nothing else fails, the client is idle
+    await sleep(400);
+    assert.equal((await c.produce("t", { value: "e" })).offset, 5);
+    await c.close();
+  }
+});
+
+test("deadlines: while disconnected, overdue records leave the buffer and requests time out", async () => {
+  const s = new FakeServer();
+  const c = await open(s, { requestTimeoutMs: 200, maxBufferedRecords: 2 });
+  s.refuse = 1_000_000;
+  s.drop();
+  await until(() => c.state === "reconnecting", 1000);
+  const queued = [c.produce("t", { value: 1 }), c.produce("t", { value: 2 })];
+  await assert.rejects(c.produce("t", { value: 3 }), (e) => e instanceof ConnectionClosedError, "buffer full");
+  for (const p of queued) await assert.rejects(p, (e) => e instanceof TimeoutError);
+  await assert.rejects(c.ping(), (e) => e instanceof TimeoutError && /not connected/.test(e.message));
+  // the overdue records no longer count: there is room again
+  const p = c.produce("t", { value: 4 });
+  s.refuse = 0;
+  assert.equal((await p).offset, 0);
+  assert.deepEqual(
+    s.log("t")[0].map((r) => r.value),
+    [4],
+  );
+  await c.close();
+});
+
+test("deadlines: close() rejects records waiting to retry an unavailable op and leaves no timer", async () => {
+  const s = new FakeServer();
+  const c = await open(s, { random: () => 0.99 });
+  const timers = trackTimers();
+  try {
+    s.produceHook = () => ({ code: "unavailable", message: "not ready" });
+    const p = c.produce("t", { value: 1 });
+    const failed = assert.rejects(p, (e) => e instanceof SamsaError && e.code === "unavailable" && e.message === "not ready");
+    await until(() => s.opsOf("produce").length >= 1, 1000);
+    // disconnected (close() does not wait then) while the op waits to be retried
+    s.refuse = 1_000_000;
+    s.drop();
+    await until(() => c.state === "reconnecting", 1000);
+    await c.close();
+    await failed;
+    await sleep(5);
+    assert.equal(timers.live.size, 0, "timers left after close");
+  } finally {
+    timers.restore();
+  }
+});
