@@ -47,6 +47,7 @@ run 'samsa bench ws produce -h' for the flags
 // wsBenchConfig is what the bench ws flags say.
 type wsBenchConfig struct {
 	cpuProfile  string
+	format      string
 	mode        string
 	url         string
 	topic       string
@@ -94,6 +95,7 @@ func runBenchWS(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Float64Var(&c.rate, "rate", 1000, "fanout: records/s produced")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "fanout: how long to produce")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "fanout: how long to wait for the last deliveries after producing")
+	fs.StringVar(&c.format, "format", "binary", "fanout: delivery format of the subscriptions, binary or json (what browsers get by default)")
 	fs.IntVar(&c.connections, "connections", 1000, "connect: connections to start, one after the other")
 	fs.IntVar(&c.maxBuffered, "max-buffered", 1<<18, "produce: records queued in the client before ProduceAsync blocks (the ack latency includes this queue)")
 	fs.StringVar(&c.jwtFile, "jwt", "", "file holding a user JWT (samsa token issue); with --seed: nonce signing")
@@ -160,6 +162,8 @@ func (c *wsBenchConfig) validate() error {
 		return errors.New("--records must be at least 1")
 	case c.recordSize < 0:
 		return errors.New("--record-size must not be negative")
+	case c.format != "binary" && c.format != "json":
+		return fmt.Errorf("--format %q: want binary or json", c.format)
 	case c.mode == "fanout" && c.recordSize < 24:
 		return errors.New("--record-size must be at least 24 for fanout (send time, sequence number and run id are carried in the value)")
 	case c.subscribers < 1:
@@ -443,7 +447,7 @@ func (c *wsBenchConfig) runFanout(ctx context.Context, env *cliEnv) (*wsBenchRes
 			if err == nil {
 				fs.cl = cl
 				sctx, scancel := context.WithTimeout(ctx, c.timeout)
-				fs.sub, err = cl.Subscribe(sctx, c.topic, samsa.SubscribeOptions{From: samsa.Latest(), Credit: 10000, Format: "binary"})
+				fs.sub, err = cl.Subscribe(sctx, c.topic, samsa.SubscribeOptions{From: samsa.Latest(), Credit: 10000, Format: c.format})
 				scancel()
 			}
 			if err != nil {

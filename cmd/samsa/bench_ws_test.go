@@ -107,6 +107,7 @@ func TestBenchWS(t *testing.T) {
 	for _, mode := range []string{"produce", "fanout", "connect"} {
 		t.Run(mode, func(t *testing.T) { checkMode(t, url, "none", mode) })
 	}
+	t.Run("fanout-json", func(t *testing.T) { checkMode(t, url, "none", "fanout", "--format", "json") })
 	// The text report: one summary line per mode, then the figures.
 	r := mustRun(t, testContext(t), "", "", "bench", "ws", "connect", "--url", url, "--connections", "3")
 	for _, want := range []string{"bench ws connect: 3 connections", "p50", "p99", "connections/s", "CPUs"} {
@@ -196,6 +197,7 @@ func TestBenchWSFlagErrors(t *testing.T) {
 		{[]string{"bench", "ws", "frob"}, `unknown mode "frob"`},
 		{[]string{"bench", "ws", "produce", "--url", "http://x/ws"}, "--url"},
 		{[]string{"bench", "ws", "fanout", "--record-size", "16"}, "at least 24"},
+		{[]string{"bench", "ws", "fanout", "--format", "xml"}, "--format"},
 		{[]string{"bench", "ws", "fanout", "--rate", "0"}, "--rate"},
 		{[]string{"bench", "ws", "connect", "--connections", "0"}, "--connections"},
 		{[]string{"bench", "ws", "produce", "--max-buffered", "0"}, "--max-buffered"},
