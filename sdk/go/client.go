@@ -799,6 +799,17 @@ func (s *session) handleBinary(data []byte) error {
 }
 
 func (s *session) handleText(data []byte) error {
+	// Fast path for records messages in the server's layout; anything
+	// else (or anything it refuses) takes encoding/json below.
+	if sub, recs, ok := parseRecordsJSON(data); ok {
+		if sb := s.c.subByName(sub); sb != nil {
+			for i := range recs {
+				recs[i].Topic = sb.topic
+			}
+			sb.deliver(s, recs)
+		}
+		return nil
+	}
 	var e envelope
 	if err := json.Unmarshal(data, &e); err != nil {
 		return fmt.Errorf("bad JSON from the server: %w", err)
