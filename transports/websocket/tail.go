@@ -61,7 +61,7 @@ type tailEntry struct {
 	from, to int64
 	hwm      int64
 	recs     []record.Record
-	bodies   map[string][]byte // encoded records by format (bodyFormat)
+	bodies   map[string][]byte // encoded records by subscription.format
 }
 
 // Limits of one entry, so that a delivery stays well under
@@ -268,11 +268,12 @@ func (t *tailer) decode(next int64, r *broker.FetchResult) ([]*tailEntry, error)
 	return entries, nil
 }
 
-// ownRecord copies r out of the fetch buffers.
+// ownRecord copies r out of the fetch buffers (header keys are strings,
+// which the decoder already copied).
 func ownRecord(r *record.Record) record.Record {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
+		n += len(h.Value)
 	}
 	buf := make([]byte, 0, n)
 	take := func(b []byte) []byte {
@@ -286,7 +287,7 @@ func ownRecord(r *record.Record) record.Record {
 	if len(r.Headers) > 0 {
 		o.Headers = make([]record.Header, len(r.Headers))
 		for i, h := range r.Headers {
-			o.Headers[i] = record.Header{Key: string(take([]byte(h.Key))), Value: take(h.Value)}
+			o.Headers[i] = record.Header{Key: h.Key, Value: take(h.Value)}
 		}
 	}
 	return o
@@ -347,10 +348,13 @@ func (t *tailer) deliver(a *attachment, entries []*tailEntry, failed error) bool
 			ok = false // a gap: not possible while attached, but never skip records
 			continue
 		}
-		n := int64(0)
-		for i := range e.recs {
-			if e.recs[i].Offset >= ps.next {
-				n++
+		n := int64(len(e.recs)) // records at or after ps.next
+		if ps.next > e.from {
+			n = 0
+			for i := range e.recs {
+				if e.recs[i].Offset >= ps.next {
+					n++
+				}
 			}
 		}
 		if n > 0 {

@@ -1,10 +1,10 @@
 // Integration tests of the binary frames (PROTOCOL.md §6) against a real
 // `samsa serve` (see broker.mjs): binary produce and binary deliveries,
 // JSON and binary clients on the same topic, resume across broker restarts.
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { connect, SamsaError } from "../dist/samsa.js";
-import { Broker, samsa, samsaBin, skipReason } from "./broker.mjs";
+import { samsa, skipReason, useBroker } from "./broker.mjs";
 import { sleep, until, take } from "./util.mjs";
 
 const utf8 = (s) => new Uint8Array(Buffer.from(s, "utf8"));
@@ -48,23 +48,8 @@ const asBytes = (r) => ({
 
 const skip = skipReason();
 describe("binary frames against samsa serve", { skip }, () => {
-  let broker;
-  const clients = [];
-  const open = async (opts = {}) => {
-    const c = await connect(broker.url, { backoff: { initialMs: 50, maxMs: 1000 }, ...opts });
-    clients.push(c);
-    return c;
-  };
-
-  before(async () => {
-    samsaBin();
-    broker = await Broker.create();
-  });
-
-  after(async () => {
-    for (const c of clients) await c.close().catch(() => {});
-    await broker?.stop();
-  });
+  const env = useBroker(connect);
+  const open = env.open;
 
   test("binary produce of 1,000 records, binary subscribe from earliest gets exactly them", async () => {
     const N = 1000;
@@ -92,7 +77,7 @@ describe("binary frames against samsa serve", { skip }, () => {
   });
 
   test("binary produce: partitions by key like JSON, explicit partitions, typed errors", async () => {
-    await samsa("topic", "create", "bin-parts", "--partitions", "4", "--brokers", broker.brokers);
+    await samsa("topic", "create", "bin-parts", "--partitions", "4", "--brokers", env.broker.brokers);
     const bc = await open({ binary: true });
     const jc = await open();
     const keys = Array.from({ length: 20 }, (_, i) => `device-${i}`);
@@ -181,11 +166,11 @@ describe("binary frames against samsa serve", { skip }, () => {
       }
     })();
     await until(() => produced >= N / 3, 30_000, "a third produced");
-    await broker.restart();
+    await env.broker.restart();
     await until(() => consumer.state === "open", 30_000, "the consumer reconnected");
     assert.ok(produced < N, "restarted mid-stream");
     await until(() => produced >= (2 * N) / 3, 60_000, "two thirds produced");
-    await broker.restart();
+    await env.broker.restart();
     assert.ok(produced < N, "restarted mid-stream");
     await loop;
     const end = (await producer.produce(topic, { value: "end" })).offset;
@@ -198,7 +183,7 @@ describe("binary frames against samsa serve", { skip }, () => {
     await gsub.commit();
     await sub.close();
     await gsub.close();
-    const out = await samsa("group", "describe", "G-bin-restart", "--brokers", broker.brokers);
+    const out = await samsa("group", "describe", "G-bin-restart", "--brokers", env.broker.brokers);
     assert.match(out, new RegExp(`^${topic}\\s+0\\s+${end + 1}\\s+${end + 1}\\s+0\\s`, "m"), out);
     console.log(`# binary restart test: ${end} records, ${errors} producer errors retried, states ${states.join(",")}`);
   });

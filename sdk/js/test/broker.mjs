@@ -3,6 +3,7 @@
 // The binary is built once from the repository (go build ./cmd/samsa), or
 // taken from $SAMSA_BIN. Without go (and no SAMSA_BIN) the integration
 // tests skip, except under CI=true where they fail.
+import { before, after } from "node:test";
 import { spawn, spawnSync, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -182,4 +183,30 @@ export class Broker {
     await this.stop();
     await this.start();
   }
+}
+
+/**
+ * Registers before/after hooks in the enclosing describe block: a fresh
+ * broker for the block, and clients opened with env.open (connect with a
+ * short backoff) closed at its end. env.broker is the Broker.
+ */
+export function useBroker(connect) {
+  const clients = [];
+  const env = {
+    broker: undefined,
+    async open(opts = {}) {
+      const c = await connect(env.broker.url, { backoff: { initialMs: 50, maxMs: 1000 }, ...opts });
+      clients.push(c);
+      return c;
+    },
+  };
+  before(async () => {
+    samsaBin();
+    env.broker = await Broker.create();
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => {});
+    await env.broker?.stop();
+  });
+  return env;
 }

@@ -1,29 +1,14 @@
 // Integration tests against a real `samsa serve` (see broker.mjs).
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { connect, SamsaError } from "../dist/samsa.js";
-import { Broker, samsa, samsaBin, skipReason } from "./broker.mjs";
+import { samsa, skipReason, useBroker } from "./broker.mjs";
 import { sleep, until, take } from "./util.mjs";
 
 const skip = skipReason();
 describe("against samsa serve", { skip }, () => {
-  let broker;
-  const clients = [];
-  const open = async (opts = {}) => {
-    const c = await connect(broker.url, { backoff: { initialMs: 50, maxMs: 1000 }, ...opts });
-    clients.push(c);
-    return c;
-  };
-
-  before(async () => {
-    samsaBin();
-    broker = await Broker.create();
-  });
-
-  after(async () => {
-    for (const c of clients) await c.close().catch(() => {});
-    await broker?.stop();
-  });
+  const env = useBroker(connect);
+  const open = env.open;
 
   test("produce: acks carry partition and offset; a tick is one op", async () => {
     const c = await open();
@@ -33,7 +18,7 @@ describe("against samsa serve", { skip }, () => {
       Array.from({ length: 10 }, (_, i) => [0, i]),
     );
     assert.deepEqual(await c.produce("it-produce", { value: "x" }), { partition: 0, offset: 10 });
-    await samsa("topic", "create", "it-parts", "--partitions", "3", "--brokers", broker.brokers);
+    await samsa("topic", "create", "it-parts", "--partitions", "3", "--brokers", env.broker.brokers);
     const p = await Promise.all([2, 1, 2].map((partition) => c.produce("it-parts", { value: partition, partition })));
     assert.deepEqual(p, [
       { partition: 2, offset: 0 },
@@ -125,7 +110,7 @@ describe("against samsa serve", { skip }, () => {
     assert.deepEqual(sub.assignment, [0]);
     await sub.commit();
     await sub.close();
-    const out = await samsa("group", "describe", "G-js", "--brokers", broker.brokers);
+    const out = await samsa("group", "describe", "G-js", "--brokers", env.broker.brokers);
     assert.match(out, /^it-group\s+0\s+5\s+5\s+0\s/m, out);
 
     // a new member starts from the commit
@@ -135,11 +120,11 @@ describe("against samsa serve", { skip }, () => {
     assert.equal(r.offset, 5);
     await again.commit();
     await again.close();
-    assert.match(await samsa("group", "describe", "G-js", "--brokers", broker.brokers), /^it-group\s+0\s+6\s+6\s+0\s/m);
+    assert.match(await samsa("group", "describe", "G-js", "--brokers", env.broker.brokers), /^it-group\s+0\s+6\s+6\s+0\s/m);
 
     // standalone commit while the group is empty
     await c.commit({ group: "G-js", topic: "it-group", offsets: { 0: 2 } });
-    assert.match(await samsa("group", "describe", "G-js", "--brokers", broker.brokers), /^it-group\s+0\s+2\s+6\s+4\s/m);
+    assert.match(await samsa("group", "describe", "G-js", "--brokers", env.broker.brokers), /^it-group\s+0\s+2\s+6\s+4\s/m);
   });
 
   test("broker restart mid-stream: subscribers see offsets 0..N-1 exactly once", async () => {
@@ -177,11 +162,11 @@ describe("against samsa serve", { skip }, () => {
       }
     })();
     await until(() => produced >= N / 3, 30_000, "a third produced");
-    await broker.restart();
+    await env.broker.restart();
     await until(() => consumer.state === "open", 30_000, "the consumer reconnected");
     assert.ok(produced < N, "restarted mid-stream");
     await until(() => produced >= (2 * N) / 3, 60_000, "two thirds produced");
-    await broker.restart();
+    await env.broker.restart();
     assert.ok(produced < N, "restarted mid-stream");
     await loop;
     const end = (await producer.produce(topic, { value: "end" })).offset;
